@@ -1,0 +1,61 @@
+# AstraGo: `make run` starts the platform on this machine, `make test` runs the suite.
+# Both install what they need (Debian packages when root, a virtualenv, npm packages)
+# and skip what is already there on a second run.
+
+SHELL := /bin/bash
+PYTHON_BASE ?= /usr/bin/python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
+# users' servers run from an environment every account can read (the hub's may sit under /root)
+USER_ENV ?= $(if $(IS_ROOT),/opt/astrago/user-env,$(abspath $(VENV)))
+export ASTRAGO_USER_ENV := $(USER_ENV)
+
+APT_RUN_PACKAGES := python3 python3-venv python3-dev nodejs passwd
+APT_TEST_PACKAGES := chromium mariadb-server prometheus
+
+.PHONY: run test setup setup-test system-packages system-test-packages clean-state
+
+run: setup
+	$(VENV)/bin/astrago up
+
+test: setup-test
+	bash tests/run_suite.sh
+
+setup: system-packages .stamp-venv .stamp-npm .stamp-user-env
+
+setup-test: setup system-test-packages .stamp-venv-test
+
+system-packages:
+	@bash .ci/apt_install.sh $(APT_RUN_PACKAGES)
+
+system-test-packages:
+	@bash .ci/apt_install.sh $(APT_TEST_PACKAGES)
+
+.stamp-venv: pyproject.toml setup.py
+	[ -x $(PY) ] || $(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[mariadb]'
+	touch $@
+
+.stamp-venv-test: .stamp-venv pyproject.toml
+	$(PY) -m pip install -q -e '.[test,bench,mariadb]'
+	touch $@
+
+.stamp-npm: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# rebuilt whenever the package changes, so users' servers see the current extensions
+.stamp-user-env: .stamp-venv $(shell find extensions -name '*.py' 2>/dev/null) pyproject.toml
+	[ -x $(USER_ENV)/bin/python ] || $(PYTHON_BASE) -m venv $(USER_ENV)
+	@if [ "$(USER_ENV)" != "$(abspath $(VENV))" ]; then \
+	  $(USER_ENV)/bin/pip install -q --upgrade pip && \
+	  $(USER_ENV)/bin/pip install -q "jupyterhub==$$($(PY) -c 'import jupyterhub;print(jupyterhub.__version__)')" \
+	    "jupyterlab>=4.2,<5" requests && \
+	  $(USER_ENV)/bin/pip install -q --no-deps --force-reinstall . && \
+	  chmod -R a+rX $(USER_ENV); fi
+	touch $@
+
+clean-state:
+	rm -rf .stamp-* $(VENV)

@@ -1,0 +1,6 @@
+"""AstraGo: GPU workspaces on JupyterHub.
+
+`import astrago` in a notebook gives the user-facing helpers; `%load_ext astrago`
+loads the notebook magics (see astrago.extensions).
+"""
+__version__ = "0.1.0"

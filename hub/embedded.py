@@ -1,0 +1,194 @@
+"""Embedded mode: everything on one machine, started by `astrago up`.
+
+`EmbeddedSettings` is the one description of where things run and where state
+lives; `astrago up` fills it from flags and hands it to JupyterHub's config
+file through ASTRAGO_* environment variables, so `config/jupyterhub_config.py`
+and the CLI can never disagree.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from . import scopes
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REALM_NAME = "astrago"
+CLIENT_ID = "astrago"
+
+
+def default_data_dir() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/astrago"
+    return str(Path.home() / ".local" / "share" / "astrago")
+
+
+@dataclass
+class EmbeddedSettings:
+    data_dir: str
+    ip: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = ""  # what browsers use; default http://<ip>:<port>
+    hub_port: int = 8081
+    proxy_api_port: int = 8001
+    service_port: int = 10101
+    realm_port: int = 10102
+    user_env: str = sys.prefix  # Python environment that runs users' servers
+    node_modules: str = str(REPO_ROOT / "node_modules")
+    inventory_file: str = ""  # static GPU inventory for hosts without NVML
+    keep_servers: bool = False  # leave users' servers running when the hub stops
+
+    def __post_init__(self):
+        self.port = int(self.port)
+        for name in ("hub_port", "proxy_api_port", "service_port", "realm_port"):
+            setattr(self, name, int(getattr(self, name)))
+        if isinstance(self.keep_servers, str):
+            self.keep_servers = self.keep_servers.lower() in ("1", "true", "yes")
+        if not self.public_url:
+            host = "127.0.0.1" if self.ip in ("", "0.0.0.0") else self.ip
+            self.public_url = f"http://{host}:{self.port}"
+        self.public_url = self.public_url.rstrip("/")
+
+    # -- derived paths and URLs ------------------------------------------
+
+    @property
+    def data(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def realm_file(self) -> Path:
+        return self.data / "realm.json"
+
+    @property
+    def realm_public_url(self) -> str:
+        return f"{self.public_url}/services/realm/realms/{REALM_NAME}"
+
+    @property
+    def realm_backchannel_url(self) -> str:
+        return f"http://127.0.0.1:{self.realm_port}/services/realm/realms/{REALM_NAME}"
+
+    @property
+    def oauth_callback_url(self) -> str:
+        return f"{self.public_url}/hub/oauth_callback"
+
+    # -- environment round trip -----------------------------------------
+
+    def to_env(self) -> dict[str, str]:
+        return {f"ASTRAGO_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "EmbeddedSettings":
+        values = {}
+        for f in fields(cls):
+            key = f"ASTRAGO_{f.name.upper()}"
+            if key in env:
+                values[f.name] = env[key]
+        values.setdefault("data_dir", default_data_dir())
+        return cls(**values)
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """A hex secret kept in the data directory, made once (mode 0600)."""
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_hex(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def prepare_data_dir(settings: EmbeddedSettings) -> dict[str, str]:
+    """Create the data directory and its secrets; returns the secret environment."""
+    settings.data.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data, 0o700)
+    return {
+        # JupyterHub reads these from the environment
+        "JUPYTERHUB_CRYPT_KEY": read_or_create_secret(settings.data / "crypt_key"),
+        "CONFIGPROXY_AUTH_TOKEN": read_or_create_secret(settings.data / "proxy_token"),
+    }
+
+
+def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
+    """Fill JupyterHub's config object `c` for embedded mode."""
+    from .realm.store import client_secret
+
+    data = settings.data
+    c.JupyterHub.ip = settings.ip
+    c.JupyterHub.port = settings.port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = settings.hub_port
+    c.JupyterHub.db_url = f"sqlite:///{data / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(data / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(data / "jupyterhub.pid")
+    c.JupyterHub.cleanup_servers = not settings.keep_servers
+    c.JupyterHub.template_paths = [str(Path(__file__).parent / "templates")]
+    c.JupyterHub.template_vars = {"astrago_mode": "embedded"}
+
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+    c.ConfigurableHTTPProxy.command = [str(Path(settings.node_modules) / ".bin" / "configurable-http-proxy")]
+    c.ConfigurableHTTPProxy.pid_file = str(data / "jupyterhub-proxy.pid")
+
+    # identity: the embedded realm, through the same OIDC path as a real Keycloak
+    c.JupyterHub.authenticator_class = "astrago.hub.auth.KeycloakAuthenticator"
+    c.KeycloakAuthenticator.realm_url = settings.realm_public_url
+    c.KeycloakAuthenticator.backchannel_url = settings.realm_backchannel_url
+    c.KeycloakAuthenticator.client_id = CLIENT_ID
+    c.KeycloakAuthenticator.client_secret = client_secret(settings.realm_file, CLIENT_ID)
+    c.KeycloakAuthenticator.oauth_callback_url = settings.oauth_callback_url
+    c.KeycloakAuthenticator.allow_all = True  # the embedded realm holds only this hub's users
+    c.KeycloakAuthenticator.auto_login = True  # the realm's page is the login page
+
+    # permissions: JupyterHub custom scopes and roles
+    c.JupyterHub.custom_scopes = scopes.CUSTOM_SCOPES
+    c.JupyterHub.load_roles = scopes.roles() + [
+        {
+            "name": "astrago-service",
+            "description": "What the AstraGo service needs of the hub",
+            "scopes": ["list:users", "read:users", "read:groups", "read:servers", "admin:servers"],
+            "services": [scopes.SERVICE_NAME],
+        }
+    ]
+
+    service_env = {
+        "ASTRAGO_DATA_DIR": str(data),
+        "ASTRAGO_DB_URL": os.environ.get("ASTRAGO_DB_URL", f"sqlite:///{data / 'astrago.sqlite'}"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    c.JupyterHub.services = [
+        {
+            "name": scopes.SERVICE_NAME,
+            "url": f"http://127.0.0.1:{settings.service_port}",
+            "command": [sys.executable, "-m", "astrago.hub.service"],
+            "environment": service_env,
+            "oauth_client_allowed_scopes": scopes.oauth_scopes_for_service(),
+            "oauth_no_confirm": True,
+            "display": False,
+        },
+        {
+            "name": "realm",
+            "url": f"http://127.0.0.1:{settings.realm_port}",
+            "command": ["node", str(Path(__file__).parent / "realm" / "server.mjs")],
+            "environment": {
+                "ASTRAGO_REALM_FILE": str(settings.realm_file),
+                "ASTRAGO_REALM_KEYS": str(data / "realm-keys.json"),
+                "ASTRAGO_REALM_ISSUER": settings.realm_public_url,
+                "ASTRAGO_REALM_PORT": str(settings.realm_port),
+                "NODE_PATH": settings.node_modules,
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            },
+            "display": False,
+        },
+    ]
+
+    # compute: this machine
+    c.JupyterHub.spawner_class = "astrago.spawners.local.LocalGPUSpawner"
+    c.LocalGPUSpawner.user_env_prefix = settings.user_env
+    c.LocalGPUSpawner.inventory_file = settings.inventory_file
+    c.Spawner.server_token_scopes = scopes.SERVER_TOKEN_SCOPES
+    c.Spawner.environment = {"ASTRAGO_SERVICE_URL": f"{settings.public_url}/services/{scopes.SERVICE_NAME}/"}
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 60

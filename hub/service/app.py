@@ -1,0 +1,130 @@
+"""The AstraGo hub service: one tornado process, managed by JupyterHub.
+
+It is the single writer of AstraGo's state (DESIGN.md: "the service owns the
+state"). JupyterHub starts it with JUPYTERHUB_* variables saying where it
+listens and how to reach the hub.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Enum, List, Unicode, default
+from traitlets.config import Application
+
+from astrago import __version__
+from ..db.session import Database
+from . import audit_api, openapi, root
+from .base import NotFoundHandler
+
+
+class AstraGoService(Application):
+    name = "astrago-service"
+    description = "The AstraGo hub service (quota, jobs, uploads, monitoring)."
+
+    version = Unicode(__version__)
+
+    mode = Enum(["embedded", "cluster"], default_value="embedded", config=True,
+                help="Embedded (one machine, local spawner) or cluster (Kubernetes).")
+
+    data_dir = Unicode(config=True, help="Where the service keeps its state (sqlite database, uploads).")
+
+    @default("data_dir")
+    def _default_data_dir(self):
+        return os.environ.get("ASTRAGO_DATA_DIR", str(Path.cwd() / "astrago-data"))
+
+    db_url = Unicode(config=True, help="SQLAlchemy URL of the service database. "
+                     "Default: sqlite in the data directory. MariaDB: mysql+pymysql://user:pw@host/db")
+
+    @default("db_url")
+    def _default_db_url(self):
+        return os.environ.get("ASTRAGO_DB_URL") or f"sqlite:///{Path(self.data_dir) / 'astrago.sqlite'}"
+
+    bind_url = Unicode(config=True, help="Where to listen. Default: JupyterHub's JUPYTERHUB_SERVICE_URL.")
+
+    @default("bind_url")
+    def _default_bind_url(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101/")
+
+    prefix = Unicode(config=True, help="URL prefix. Default: JupyterHub's JUPYTERHUB_SERVICE_PREFIX.")
+
+    @default("prefix")
+    def _default_prefix(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/astrago/")
+
+    enabled_areas = List(Unicode(), config=True, help="API areas this process serves.")
+
+    @default("enabled_areas")
+    def _default_areas(self):
+        return ["core"]
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        self.log.setLevel(logging.INFO)
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.db_url)
+        self.db.migrate()
+        self.hub_auth = HubOAuth(cache_max_age=60)
+
+    def make_app(self) -> web.Application:
+        prefix = self.prefix
+        openapi.register(audit_api.AUDIT_PATHS)
+        handlers = [
+            *root.handlers(prefix),
+            *audit_api.handlers(prefix),
+            (prefix + "oauth_callback", HubOAuthCallbackHandler),
+        ]
+        return web.Application(
+            handlers,
+            default_handler_class=NotFoundHandler,
+            astrago=self,
+            hub_auth=self.hub_auth,
+            cookie_secret=os.urandom(32),
+            xsrf_cookies=False,  # API: token or HubOAuth cookie; HubOAuth checks xsrf on cookie auth
+            log_function=self._log_request,
+        )
+
+    def _log_request(self, handler):
+        status = handler.get_status()
+        log = self.log.info if status < 400 else self.log.warning
+        log("%d %s %s %.1fms", status, handler.request.method, handler.request.uri,
+            1000 * handler.request.request_time())
+
+    def start(self):
+        asyncio.run(self._serve())
+
+    async def _serve(self):
+        _stop_when_hub_dies()
+        url = urlparse(self.bind_url)
+        server = HTTPServer(self.make_app(), xheaders=True)
+        server.listen(url.port or 80, url.hostname or "127.0.0.1")
+        self.log.info("AstraGo service %s (%s mode) at %s%s", self.version, self.mode, self.bind_url.rstrip("/"), "")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.stop()
+        self.db.close()
+
+
+def _stop_when_hub_dies() -> None:
+    """Ask Linux to SIGTERM us when JupyterHub (our parent) dies, so a crashed hub
+    leaves no service holding the port its successor needs."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+main = AstraGoService.launch_instance
