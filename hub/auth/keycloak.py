@@ -19,6 +19,11 @@ from ..scopes import ADMIN_GROUP
 from . import claims as claim_rules
 
 
+def _rebase(url: str, old_base: str, new_base: str) -> str:
+    old_base, new_base = old_base.rstrip("/"), new_base.rstrip("/")
+    return new_base + url[len(old_base):] if url.startswith(old_base) else url
+
+
 class KeycloakLoginHandler(OAuthLoginHandler):
     async def get(self):
         await self.authenticator.load_discovery()
@@ -71,10 +76,18 @@ class KeycloakAuthenticator(GenericOAuthenticator):
     _discovery: dict | None = None
 
     def _backchannel(self, url: str) -> str:
+        """Server-side calls go to backchannel_url when one is set."""
         if not self.backchannel_url:
             return url
-        realm = self.realm_url.rstrip("/")
-        return self.backchannel_url.rstrip("/") + url[len(realm):] if url.startswith(realm) else url
+        return _rebase(url, self.realm_url, self.backchannel_url)
+
+    def _frontchannel(self, url: str) -> str:
+        """Browsers go to realm_url. Keycloak (and the embedded realm) build endpoint URLs
+        from the host a request came to, so a discovery document fetched over the
+        backchannel names backchannel hosts; put the browser-facing ones back."""
+        if not self.backchannel_url:
+            return url
+        return _rebase(url, self.backchannel_url, self.realm_url)
 
     async def load_discovery(self) -> dict:
         if self._discovery is not None:
@@ -84,10 +97,10 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         url = self._backchannel(self.realm_url.rstrip("/") + "/.well-known/openid-configuration")
         resp = await self.http_client.fetch(HTTPRequest(url, headers={"Accept": "application/json"}))
         doc = json.loads(resp.body)
-        issuer = doc.get("issuer", "").rstrip("/")
+        issuer = self._frontchannel(doc.get("issuer", "")).rstrip("/")
         if urlparse(issuer).path != urlparse(self.realm_url.rstrip("/")).path:
             raise ValueError(f"realm at {url} says its issuer is {issuer}, not {self.realm_url}")
-        self.authorize_url = doc["authorization_endpoint"]
+        self.authorize_url = self._frontchannel(doc["authorization_endpoint"])
         self.token_url = self._backchannel(doc["token_endpoint"])
         self.userdata_url = self._backchannel(doc["userinfo_endpoint"])
         self._discovery = doc
