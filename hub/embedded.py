@@ -171,7 +171,8 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
         {
             "name": "realm",
             "url": f"http://127.0.0.1:{settings.realm_port}",
-            "command": ["node", str(Path(__file__).parent / "realm" / "server.mjs")],
+            "command": ["node", "--import", str(Path(__file__).parent / "realm" / "exit_with_parent.mjs"),
+                        str(Path(__file__).parent / "realm" / "server.mjs")],
             "environment": {
                 "ASTRAGO_REALM_FILE": str(settings.realm_file),
                 "ASTRAGO_REALM_KEYS": str(data / "realm-keys.json"),

@@ -110,6 +110,11 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         await self.load_discovery()
         return await super().authenticate(handler, data)
 
+    async def refresh_user(self, user, handler=None, **kwargs):
+        # after a hub restart the first request may be a refresh, before any login
+        await self.load_discovery()
+        return await super().refresh_user(user, handler, **kwargs)
+
     async def get_user_groups(self, auth_state: dict):
         user_info = auth_state.get(self.user_auth_state_key) or {}
         groups = set(claim_rules.group_names(user_info, self.groups_claim, self.full_group_paths))

@@ -18,9 +18,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _server(platform, token, name):
-    model = requests.get(f"{platform.url}/hub/api/users/{name}", headers={"Authorization": f"token {token}"},
-                         timeout=30).json()
-    return model["servers"].get("")
+    r = requests.get(f"{platform.url}/hub/api/users/{name}", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert r.status_code == 200, f"{r.status_code} {r.text}\n{platform.log()[-3000:]}"
+    return r.json()["servers"].get("")
 
 
 def test_crash_then_restart_reattaches_running_server(fresh_platform):
