@@ -44,6 +44,7 @@ class RunningPlatform:
     log_path: Path | None = None
     admin_password: str = ""
     created_users: list = field(default_factory=list)
+    extra_args: list = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -65,6 +66,7 @@ class RunningPlatform:
             "--data-dir", str(self.data_dir), "--port", str(self.port),
             "--hub-port", str(self.ports["hub"]), "--proxy-api-port", str(self.ports["proxy_api"]),
             "--service-port", str(self.ports["service"]), "--realm-port", str(self.ports["realm"]),
+            *self.extra_args,
         ]
 
     def start(self, timeout: float = 90) -> str:

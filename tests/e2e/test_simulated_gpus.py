@@ -1,0 +1,91 @@
+"""GPU slices on a machine described by a static inventory (no real GPU here: the
+inventory file is a named stand-in for NVML; the spawner, hub and servers are real)."""
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from conftest import new_platform, require
+from support.kernel import run_code
+from support.platform import api_token, login, start_server, stop_server
+
+INVENTORY = {
+    "nodes": [{
+        "name": "demo",
+        "gpus": [
+            {"model": "H100-80GB", "mode": "mig", "geometry": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}},
+            {"model": "H100-80GB", "mode": "full"},
+        ],
+    }]
+}
+
+
+@pytest.fixture(scope="module")
+def gpu_platform():
+    import os
+
+    require(os.geteuid() == 0, "root")
+    tmp = Path(tempfile.mkdtemp(prefix="astrago-gpu-"))
+    inventory = tmp / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(INVENTORY))
+    p = new_platform(tmp)
+    p.extra_args = ["--inventory-file", str(inventory)]
+    p.start()
+    yield p
+    p.stop()
+    p.remove_system_accounts()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _user(p, base):
+    name, pw = p.add_user(base)
+    session, _ = login(p, name, pw)
+    return name, session, api_token(p, session, name)
+
+
+def test_options_form_offers_the_simulated_slices_with_their_cost(gpu_platform):
+    name, session, _ = _user(gpu_platform, "olga")
+    page = session.get(f"{gpu_platform.url}/hub/spawn", timeout=30).text
+    assert "Simulated GPUs" in page and "no real GPU" in page
+    for slice_name, units in (("cpu", "0 GPU units"), ("1g.10gb", "0.14 GPU units"), ("2g.20gb", "0.29 GPU units"),
+                              ("3g.40gb", "0.43 GPU units"), ("gpu-1", "1.00 GPU units")):
+        assert f'value="{slice_name}"' in page
+        assert units in page
+    assert "2 of 2 free" in page  # the two 1g.10gb instances
+
+
+def test_mig_slice_is_exclusive_and_reaches_the_kernel(gpu_platform):
+    p = gpu_platform
+    a, _, ta = _user(p, "mig-a")
+    b, session_b, tb = _user(p, "mig-b")
+    start_server(p, ta, a, "3g.40gb")
+    try:
+        env = run_code(p.url, a, ta, "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['ASTRAGO_SLICE'])")
+        visible, slice_name = env["stdout"].split()
+        assert visible.startswith("MIG-sim-demo-0-") and visible.endswith("-3g.40gb")
+        assert slice_name == "3g.40gb"
+        r = requests.post(f"{p.url}/hub/api/users/{b}/server", json={"slice": "3g.40gb"},
+                          headers={"Authorization": f"token {tb}"}, timeout=60)
+        assert r.status_code >= 400
+        assert "No free MIG 3g.40gb" in r.text
+        page = session_b.get(f"{p.url}/hub/spawn", timeout=30).text
+        assert "0 of 1 free" in page
+    finally:
+        stop_server(p, ta, a)
+    # released on stop: B gets it now
+    start_server(p, tb, b, "3g.40gb")
+    stop_server(p, tb, b)
+
+
+def test_whole_gpu_slice_sets_the_gpu_uuid(gpu_platform):
+    p = gpu_platform
+    c, _, tc = _user(p, "full-c")
+    start_server(p, tc, c, "gpu-1")
+    try:
+        out = run_code(p.url, c, tc, "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])")
+        assert out["stdout"].strip() == "GPU-sim-demo-1"
+    finally:
+        stop_server(p, tc, c)
