@@ -21,7 +21,7 @@ from traitlets.config import Application
 
 from astrago import __version__
 from ..db.session import Database
-from . import audit_api, openapi, root
+from . import areas, openapi
 from .base import NotFoundHandler
 
 
@@ -63,7 +63,7 @@ class AstraGoService(Application):
 
     @default("enabled_areas")
     def _default_areas(self):
-        return ["core"]
+        return list(areas.AREAS)
 
     def initialize(self, argv=None):
         super().initialize(argv)
@@ -75,12 +75,11 @@ class AstraGoService(Application):
 
     def make_app(self) -> web.Application:
         prefix = self.prefix
-        openapi.register(audit_api.AUDIT_PATHS)
-        handlers = [
-            *root.handlers(prefix),
-            *audit_api.handlers(prefix),
-            (prefix + "oauth_callback", HubOAuthCallbackHandler),
-        ]
+        handlers = []
+        for area in areas.load(self.enabled_areas):
+            openapi.register(area.PATHS, getattr(area, "SCHEMAS", None))
+            handlers.extend(area.handlers(prefix))
+        handlers.append((prefix + "oauth_callback", HubOAuthCallbackHandler))
         return web.Application(
             handlers,
             default_handler_class=NotFoundHandler,

@@ -22,7 +22,7 @@ class AuditLogHandler(APIHandler):
         self.write_json({"entries": entries})
 
 
-AUDIT_PATHS = {
+PATHS = {
     "/api/audit": {
         "get": {
             "summary": "Recent audit log entries (privileged actions and denials), newest first",

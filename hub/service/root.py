@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import scopes
 from .base import APIHandler
-from .openapi import openapi_document
+from .openapi import ROOT_PATHS as PATHS, openapi_document
 
 
 class RootHandler(APIHandler):
