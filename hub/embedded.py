@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import scopes
@@ -18,6 +18,11 @@ from . import scopes
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REALM_NAME = "astrago"
 CLIENT_ID = "astrago"
+
+
+def _from_env(name: str, default: str):
+    """A setting `astrago up` has no flag for: ASTRAGO_<NAME> or the default."""
+    return field(default_factory=lambda: os.environ.get(f"ASTRAGO_{name.upper()}", default))
 
 
 def default_data_dir() -> str:
@@ -40,6 +45,12 @@ class EmbeddedSettings:
     node_modules: str = str(REPO_ROOT / "node_modules")
     inventory_file: str = ""  # static GPU inventory for hosts without NVML
     keep_servers: bool = False  # leave users' servers running when the hub stops
+    # identity (KeycloakAuthenticator and the realm; docs/keycloak.md), from ASTRAGO_* variables
+    access_token_ttl: int = _from_env("access_token_ttl", "300")  # realm access/ID token lifetime, s
+    auth_refresh_age: int = _from_env("auth_refresh_age", "300")  # s between refreshes of a user's tokens
+    pass_access_token: bool = _from_env("pass_access_token", "")  # access token into users' servers' env
+    allowed_groups: str = _from_env("allowed_groups", "")  # comma-separated hub group names; empty: everyone
+    allowed_roles: str = _from_env("allowed_roles", "")  # comma-separated Keycloak roles; empty: everyone
 
     def __post_init__(self):
         self.port = int(self.port)
@@ -47,6 +58,10 @@ class EmbeddedSettings:
             setattr(self, name, int(getattr(self, name)))
         if isinstance(self.keep_servers, str):
             self.keep_servers = self.keep_servers.lower() in ("1", "true", "yes")
+        self.access_token_ttl = int(self.access_token_ttl)
+        self.auth_refresh_age = int(self.auth_refresh_age)
+        if isinstance(self.pass_access_token, str):
+            self.pass_access_token = self.pass_access_token.lower() in ("1", "true", "yes")
         if not self.public_url:
             host = "127.0.0.1" if self.ip in ("", "0.0.0.0") else self.ip
             self.public_url = f"http://{host}:{self.port}"
@@ -73,6 +88,15 @@ class EmbeddedSettings:
     @property
     def oauth_callback_url(self) -> str:
         return f"{self.public_url}/hub/oauth_callback"
+
+    @property
+    def post_logout_redirect_url(self) -> str:
+        return f"{self.public_url}/hub/logged-out"
+
+    @property
+    def backchannel_logout_url(self) -> str:
+        """Where the realm POSTs back-channel logout tokens: the hub itself, on loopback."""
+        return f"http://127.0.0.1:{self.hub_port}/hub/backchannel-logout"
 
     # -- environment round trip -----------------------------------------
 
@@ -139,8 +163,16 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     c.KeycloakAuthenticator.client_id = CLIENT_ID
     c.KeycloakAuthenticator.client_secret = client_secret(settings.realm_file, CLIENT_ID)
     c.KeycloakAuthenticator.oauth_callback_url = settings.oauth_callback_url
-    c.KeycloakAuthenticator.allow_all = True  # the embedded realm holds only this hub's users
+    allowed_groups = {g.strip() for g in settings.allowed_groups.split(",") if g.strip()}
+    allowed_roles = {r.strip() for r in settings.allowed_roles.split(",") if r.strip()}
+    # the embedded realm holds only this hub's users, unless groups or roles are named
+    c.KeycloakAuthenticator.allow_all = not (allowed_groups or allowed_roles)
+    c.KeycloakAuthenticator.allowed_groups = allowed_groups
+    c.KeycloakAuthenticator.allowed_roles = allowed_roles
     c.KeycloakAuthenticator.auto_login = True  # the realm's page is the login page
+    c.KeycloakAuthenticator.post_logout_redirect_url = settings.post_logout_redirect_url
+    c.KeycloakAuthenticator.auth_refresh_age = settings.auth_refresh_age
+    c.KeycloakAuthenticator.pass_access_token = settings.pass_access_token
 
     # permissions: JupyterHub custom scopes and roles
     c.JupyterHub.custom_scopes = scopes.CUSTOM_SCOPES
@@ -150,13 +182,26 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
             "description": "What the AstraGo service needs of the hub",
             "scopes": ["list:users", "read:users", "read:groups", "read:servers", "admin:servers"],
             "services": [scopes.SERVICE_NAME],
-        }
+        },
+        {
+            "name": "astrago-spawner",
+            "description": "The hub's spawner asking the AstraGo service for admissions",
+            "scopes": [scopes.ADMISSIONS, scopes.READ, f"access:services!service={scopes.SERVICE_NAME}"],
+            "services": ["astrago-spawner"],
+        },
     ]
 
+    # the spawner's own identity at the service (asks for admissions on users' behalf)
+    spawner_token = read_or_create_secret(data / "spawner_token")
     service_env = {
+        "ASTRAGO_INVENTORY_FILE": settings.inventory_file,
         "ASTRAGO_DATA_DIR": str(data),
         "ASTRAGO_DB_URL": os.environ.get("ASTRAGO_DB_URL", f"sqlite:///{data / 'astrago.sqlite'}"),
         "PYTHONUNBUFFERED": "1",
+        # bearer access with a Keycloak access token (astrago.hub.auth.bearer)
+        "ASTRAGO_OIDC_ISSUER": settings.realm_public_url,
+        "ASTRAGO_OIDC_JWKS_URL": f"{settings.realm_backchannel_url}/protocol/openid-connect/certs",
+        "ASTRAGO_OIDC_CLIENT_ID": CLIENT_ID,
     }
     c.JupyterHub.services = [
         {
@@ -168,6 +213,7 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
             "oauth_no_confirm": True,
             "display": False,
         },
+        {"name": "astrago-spawner", "api_token": spawner_token, "display": False},
         {
             "name": "realm",
             "url": f"http://127.0.0.1:{settings.realm_port}",
@@ -178,6 +224,7 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
                 "ASTRAGO_REALM_KEYS": str(data / "realm-keys.json"),
                 "ASTRAGO_REALM_ISSUER": settings.realm_public_url,
                 "ASTRAGO_REALM_PORT": str(settings.realm_port),
+                "ASTRAGO_REALM_ACCESS_TOKEN_TTL": str(settings.access_token_ttl),
                 "NODE_PATH": settings.node_modules,
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             },
@@ -188,8 +235,10 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     # compute: this machine
     c.JupyterHub.spawner_class = "astrago.spawners.local.LocalGPUSpawner"
     c.LocalGPUSpawner.user_env_prefix = settings.user_env
-    c.LocalGPUSpawner.inventory_file = settings.inventory_file
+    c.LocalGPUSpawner.service_api_url = f"http://127.0.0.1:{settings.service_port}/services/{scopes.SERVICE_NAME}/api/"
+    c.LocalGPUSpawner.service_api_token = spawner_token
+    c.LocalGPUSpawner.queue_timeout = float(os.environ.get("ASTRAGO_QUEUE_TIMEOUT", 600))
     c.Spawner.server_token_scopes = scopes.SERVER_TOKEN_SCOPES
     c.Spawner.environment = {"ASTRAGO_SERVICE_URL": f"{settings.public_url}/services/{scopes.SERVICE_NAME}/"}
-    c.Spawner.start_timeout = 120
+    c.Spawner.start_timeout = int(float(os.environ.get("ASTRAGO_QUEUE_TIMEOUT", 600))) + 120  # queued spawns wait
     c.Spawner.http_timeout = 60

@@ -41,7 +41,7 @@ def upgrade_to_head(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")  # areas migrate on their own branches
 
 
 class Database:
@@ -67,6 +67,11 @@ class Database:
             raise
         finally:
             session.close()
+
+    def run_sync(self, fn, *args):
+        """`fn(session, *args)` in one transaction, on the calling thread (start-up only)."""
+        with self.transaction() as session:
+            return fn(session, *args)
 
     async def run(self, fn, *args):
         """Run `fn(session, *args)` in one transaction on the database thread."""

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Enum, List, Unicode, default
+from traitlets import Enum, Float, List, Unicode, default
 from traitlets.config import Application
 
 from astrago import __version__
@@ -65,6 +65,19 @@ class AstraGoService(Application):
     def _default_areas(self):
         return list(areas.AREAS)
 
+    inventory_file = Unicode(config=True, help="Static GPU inventory (YAML) for machines without NVML; "
+                             "shown as simulated. Default: $ASTRAGO_INVENTORY_FILE.")
+
+    @default("inventory_file")
+    def _default_inventory_file(self):
+        return os.environ.get("ASTRAGO_INVENTORY_FILE", "")
+
+    fair_share_half_life_hours = Float(7 * 24.0, config=True,
+                                       help="Half-life of past usage in the fair-share queue order (hours).")
+
+    reconcile_interval = Float(30.0, config=True,
+                               help="Seconds between reconciliations of allocations with JupyterHub's servers.")
+
     def initialize(self, argv=None):
         super().initialize(argv)
         self.log.setLevel(logging.INFO)
@@ -72,11 +85,35 @@ class AstraGoService(Application):
         self.db = Database(self.db_url)
         self.db.migrate()
         self.hub_auth = HubOAuth(cache_max_age=60)
+        self.areas = areas.load(self.enabled_areas)
+        for area in self.areas:
+            if hasattr(area, "setup"):
+                area.setup(self)
+
+    async def hub_api(self, method: str, path: str, body=None):
+        """Call JupyterHub's REST API with the service's own token; returns (status, json)."""
+        import json as _json
+
+        from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+        url = self.hub_auth.api_url.rstrip("/") + path
+        req = HTTPRequest(url, method=method, headers={"Authorization": f"token {self.hub_auth.api_token}"},
+                          body=None if body is None else _json.dumps(body), allow_nonstandard_methods=True,
+                          request_timeout=30)
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        data = _json.loads(resp.body) if resp.body and resp.code != 204 else None
+        return resp.code, data
+
+    async def hub_user(self, name: str) -> dict | None:
+        from urllib.parse import quote
+
+        code, data = await self.hub_api("GET", f"/users/{quote(name)}")
+        return data if code == 200 else None
 
     def make_app(self) -> web.Application:
         prefix = self.prefix
         handlers = []
-        for area in areas.load(self.enabled_areas):
+        for area in self.areas:
             openapi.register(area.PATHS, getattr(area, "SCHEMAS", None))
             handlers.extend(area.handlers(prefix))
         handlers.append((prefix + "oauth_callback", HubOAuthCallbackHandler))
@@ -104,12 +141,15 @@ class AstraGoService(Application):
         url = urlparse(self.bind_url)
         server = HTTPServer(self.make_app(), xheaders=True)
         server.listen(url.port or 80, url.hostname or "127.0.0.1")
+        tasks = [asyncio.create_task(area.background(self)) for area in self.areas if hasattr(area, "background")]
         self.log.info("AstraGo service %s (%s mode) at %s%s", self.version, self.mode, self.bind_url.rstrip("/"), "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        for task in tasks:
+            task.cancel()
         server.stop()
         self.db.close()
 

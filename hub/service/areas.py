@@ -12,6 +12,8 @@ import importlib
 AREAS = {
     "core": "astrago.hub.service.root",
     "audit": "astrago.hub.service.audit_api",
+    "uploads": "astrago.hub.uploads.api",
+    "quota": "astrago.hub.quota.api",
 }
 
 

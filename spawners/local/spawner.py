@@ -1,60 +1,32 @@
 """LocalGPUSpawner: JupyterLab as the user's own system account, on a GPU slice.
 
-Policy lives elsewhere: accounts.py (who runs it), devices.py (what is free and
-who holds it), the inventory sources (what exists). This class glues them onto
-JupyterHub's LocalProcessSpawner.
+Policy lives elsewhere: accounts.py (who runs it), the AstraGo service (what the
+user may have, what is free, who waits: quota, placement and the fair queue),
+devices.py (the environment a placement gives a process). This class glues them
+onto JupyterHub's LocalProcessSpawner.
 """
 from __future__ import annotations
 
 import asyncio
 import html
 import os
+import secrets
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, SpawnException, set_user_setuid
-from traitlets import Bool, Dict, List, Unicode, default
+from traitlets import Bool, Dict, Float, Unicode, default
 
+from ..admission_client import AdmissionClient, AdmissionRefused, ServiceUnavailable
 from .accounts import AccountError, ensure_account, system_username
-from .devices import (Allocation, InvalidSliceName, LocalDeviceLedger, NoCapacity, devices_from_inventory,
-                      process_env)
-
-
-class MachineInventory:
-    """The GPUs of this machine, read once per hub process, and their ledger."""
-
-    def __init__(self, devices, simulated: bool, source_note: str, mps_shares: list[int]):
-        self.simulated = simulated
-        self.source_note = source_note
-        self.ledger = LocalDeviceLedger(devices, mps_shares)
-
-    @classmethod
-    def discover(cls, inventory_file: str, mps_shares: list[int], log) -> "MachineInventory":
-        if inventory_file:
-            from ..inventory.static import load_static_inventory
-
-            cluster = load_static_inventory(inventory_file)
-            gpus = [gpu for node in cluster.nodes for gpu in node.gpus]
-            return cls(devices_from_inventory(gpus), True,
-                       f"Simulated GPUs from {Path(inventory_file).name}: no real GPU is attached.", mps_shares)
-        try:
-            from ..inventory.nvml import InventoryUnavailable, read_nvml_inventory
-        except ImportError as exc:  # inventory package missing: treat as no GPU, say so
-            log.warning("GPU inventory unavailable: %s", exc)
-            return cls([], False, "This machine has no usable NVIDIA GPU: CPU-only workspaces.", mps_shares)
-        try:
-            node = read_nvml_inventory(os.uname().nodename)
-        except InventoryUnavailable as exc:
-            log.info("No NVML: %s", exc)
-            return cls([], False, "This machine has no NVIDIA GPU (NVML is not available): CPU-only workspaces.",
-                       mps_shares)
-        return cls(devices_from_inventory(node.gpus), False, f"{len(node.gpus)} NVIDIA GPU(s) found through NVML.",
-                   mps_shares)
+from .devices import env_for_placement
+from .options_form import render_options_form
 
 
 class LocalGPUSpawner(LocalProcessSpawner):
-    """Spawn each user's JupyterLab as their own account, with a GPU slice's environment."""
+    """Spawn each user's JupyterLab as their own account, admitted by the AstraGo service."""
 
     system_user_prefix = Unicode("astrago-", config=True,
                                  help="Prefix of the system account made for each hub user (astrago-alice).")
@@ -67,15 +39,19 @@ class LocalGPUSpawner(LocalProcessSpawner):
 
     home_dir_template = Unicode("/home/{system_user}", config=True,
                                 help="Home directory of new accounts; {system_user} is the account name.")
-    inventory_file = Unicode(config=True, help="A static inventory YAML describing GPUs, for hosts "
-                             "without NVML (demos, tests). The UI says such GPUs are simulated.")
+    service_api_url = Unicode(config=True, help="The AstraGo service's API, e.g. "
+                              "http://127.0.0.1:10101/services/astrago/api/ (admission, offers).")
+    service_api_token = Unicode(config=True, help="Token of the spawner's identity at the service "
+                                "(scope custom:astrago:admissions).")
 
-    @default("inventory_file")
-    def _inventory_file_default(self):
-        return os.environ.get("ASTRAGO_INVENTORY_FILE", "")
+    @default("service_api_token")
+    def _token_default(self):
+        return os.environ.get("ASTRAGO_SPAWNER_TOKEN", "")
 
-    mps_shares = List(default_value=[25, 50], config=True,
-                      help="MPS share sizes (thread percentage) offered on GPUs run in MPS mode.")
+    queue_timeout = Float(600.0, config=True, help="Seconds a spawn may wait in the queue before it gives up.")
+    queue_poll_interval = Float(2.0, config=True, help="Seconds between queue position checks.")
+    default_cpu = Float(2.0, config=True, help="CPU cores counted against quota for a workspace.")
+    default_memory_gib = Float(8.0, config=True, help="Memory (GiB) counted against quota for a workspace.")
     mps_pipe_dir = Unicode("/tmp/nvidia-mps", config=True, help="CUDA_MPS_PIPE_DIRECTORY of the MPS daemon.")
     mps_log_dir = Unicode("/var/log/nvidia-mps", config=True, help="CUDA_MPS_LOG_DIRECTORY of the MPS daemon.")
     user_env_prefix = Unicode(config=True, help="Python environment that runs users' servers (must be "
@@ -85,7 +61,6 @@ class LocalGPUSpawner(LocalProcessSpawner):
     def _user_env_prefix_default(self):
         return os.environ.get("ASTRAGO_USER_ENV", sys.prefix)
 
-    cpu_profile_label = Unicode("CPU only", config=True, help="Label of the CPU-only choice.")
     extra_user_env = Dict(config=True, help="Extra environment variables for every user's server.")
 
     @default("cmd")
@@ -96,71 +71,47 @@ class LocalGPUSpawner(LocalProcessSpawner):
     def _default_url_default(self):
         return "/lab"
 
-    _machines: dict = {}
-
-    # -- machine inventory (one per hub process) ------------------------
+    @property
+    def admission(self) -> AdmissionClient:
+        return AdmissionClient(self.service_api_url, self.service_api_token)
 
     @property
-    def machine(self) -> MachineInventory:
-        key = (self.inventory_file, tuple(self.mps_shares))
-        if key not in LocalGPUSpawner._machines:
-            LocalGPUSpawner._machines[key] = MachineInventory.discover(self.inventory_file, list(self.mps_shares),
-                                                                       self.log)
-        return LocalGPUSpawner._machines[key]
-
-    @property
-    def owner_key(self) -> str:
+    def owner_id(self) -> str:
         return f"{self.user.name}/{self.name}"
 
     @property
     def system_user(self) -> str:
         return system_username(self.user.name, self.system_user_prefix)
 
+    def _groups(self) -> list[str]:
+        return sorted(g.name for g in self.user.groups)
+
     # -- options form --------------------------------------------------
 
     @default("options_form")
     def _options_form_default(self):
-        return self._render_options_form
+        return self._options_form
 
-    def _render_options_form(self, spawner):
-        machine = self.machine
-        rows = []
-        first = True
-        for offer in machine.ledger.offers(self.cpu_profile_label):
-            disabled = offer.free <= 0
-            checked = " checked" if first and not disabled else ""
-            if checked:
-                first = False
-            units = f"{float(offer.gpu_units):.2f} GPU units" if offer.gpu_units else "0 GPU units"
-            mem = f", {offer.memory_gb:g} GB GPU memory" if offer.memory_gb else ""
-            avail = "" if offer.kind == "cpu" else f" — {offer.free} of {offer.total} free"
-            note = f'<div class="astrago-note">{html.escape(offer.note)}</div>' if offer.note else ""
-            rows.append(
-                f'<label class="astrago-slice{" disabled" if disabled else ""}">'
-                f'<input type="radio" name="slice" value="{html.escape(offer.name)}"{checked}'
-                f'{" disabled" if disabled else ""}> <strong>{html.escape(offer.label)}</strong> '
-                f'<span>({units}{mem}{avail})</span>{note}</label>'
-            )
-        banner_class = "alert-warning" if machine.simulated else "alert-info"
-        return (
-            f'<div class="alert {banner_class}" id="astrago-inventory-note">{html.escape(machine.source_note)}</div>'
-            '<fieldset id="astrago-slices"><legend>Choose where your JupyterLab runs</legend>'
-            + "".join(rows) + "</fieldset>"
-            "<style>.astrago-slice{display:block;padding:6px 0}.astrago-slice.disabled{opacity:.5}"
-            ".astrago-note{margin-left:22px;font-size:90%;color:#666}</style>"
-        )
+    async def _options_form(self, spawner):
+        try:
+            offers = await self.admission.offers(self.user.name, self._groups())
+        except (ServiceUnavailable, AdmissionRefused) as exc:
+            return (f'<div class="alert alert-danger">AstraGo cannot list your choices right now: '
+                    f'{html.escape(str(exc))} Reload in a moment.</div>'
+                    '<input type="hidden" name="slice" value="cpu">')
+        return render_options_form(offers)
 
     def options_from_form(self, formdata):
         return {"slice": (formdata.get("slice") or ["cpu"])[0]}
 
     # -- progress ------------------------------------------------------
 
+    _events: list = []
+    _spawn_finished = True
+
     def _note(self, progress: int, message: str):
         self._events.append({"progress": progress, "message": message})
         self._event_signal.set()
-
-    _events: list = []
-    _spawn_finished = True
 
     async def progress(self):
         if not hasattr(self, "_event_signal"):
@@ -178,29 +129,37 @@ class LocalGPUSpawner(LocalProcessSpawner):
             except asyncio.TimeoutError:
                 pass
 
-    # -- lifecycle -----------------------------------------------------
+    # -- state ---------------------------------------------------------
 
-    allocation: Allocation | None = None
+    allocation: dict | None = None
 
     def load_state(self, state):
         super().load_state(state)
-        saved = state.get("astrago_allocation")
-        if saved:
-            self.allocation = Allocation.from_state(saved)
-            try:
-                self.machine.ledger.restore(self.allocation)
-            except NoCapacity as exc:
-                self.log.warning("%s", exc)
+        self.allocation = state.get("astrago_allocation")
 
     def get_state(self):
         state = super().get_state()
         if self.allocation:
-            state["astrago_allocation"] = self.allocation.to_state()
+            state["astrago_allocation"] = self.allocation
         return state
 
+    _unreleased: dict | None = None
+
     def clear_state(self):
+        # LocalProcessSpawner.poll() clears state when the process has exited; keep the
+        # allocation aside so stop()/poll() still release it at the service
         super().clear_state()
+        if self.allocation:
+            self._unreleased = self.allocation
         self.allocation = None
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None and (self.allocation or self._unreleased):
+            await self._release("the server exited")
+        return status
+
+    # -- process -------------------------------------------------------
 
     def make_preexec_fn(self, name):
         return set_user_setuid(self.system_user)
@@ -217,11 +176,14 @@ class LocalGPUSpawner(LocalProcessSpawner):
         env = super().get_env()
         env.update(self.extra_user_env)
         if self.allocation:
-            env.update(process_env(self.allocation, mps_pipe_dir=self.mps_pipe_dir, mps_log_dir=self.mps_log_dir))
+            env.update(env_for_placement(self.allocation.get("slice", "cpu"), self.allocation.get("placement") or {},
+                                         mps_pipe_dir=self.mps_pipe_dir, mps_log_dir=self.mps_log_dir))
         return env
 
     def _home(self) -> str:
         return self.home_dir_template.format(system_user=self.system_user, username=self.user.name)
+
+    # -- lifecycle -----------------------------------------------------
 
     async def start(self):
         self._events = []
@@ -233,7 +195,42 @@ class LocalGPUSpawner(LocalProcessSpawner):
             self._spawn_finished = True
             self._event_signal.set()
 
+    async def _admit(self, slice_name: str) -> dict:
+        """Ask the service; wait in the queue with progress events; raise SpawnException on refusal."""
+        try:
+            decision = await self.admission.admit(
+                owner_kind="workspace", owner_id=self.owner_id, user=self.user.name, groups=self._groups(),
+                slice_name=slice_name, cpu=self.default_cpu, memory_gib=self.default_memory_gib,
+                client_key=f"workspace:{self.owner_id}:{secrets.token_hex(8)}")
+        except AdmissionRefused as exc:
+            raise SpawnException(exc.detail, reason=exc.kind) from None
+        except ServiceUnavailable as exc:
+            raise SpawnException(f"{exc} Try again in a minute; tell an administrator if it lasts.",
+                                 reason="service-unavailable") from None
+        deadline = time.monotonic() + self.queue_timeout
+        last = None
+        while decision["status"] == "queued":
+            message = (f"Queued: position {decision.get('position')} of {decision.get('queue_length')} "
+                       f"for {slice_name} ({decision.get('reason') or 'waiting for capacity'})")
+            if message != last:
+                self._note(20, message)
+                last = message
+            if time.monotonic() > deadline:
+                await self.admission.release(decision["id"], "gave up waiting in the queue")
+                raise SpawnException(f"Still waiting for a free {slice_name} after {int(self.queue_timeout)} s; "
+                                     "left the queue. Try a smaller slice or try again later.", reason="queue-timeout")
+            await asyncio.sleep(self.queue_poll_interval)
+            try:
+                decision = await self.admission.status(decision["id"])
+            except (AdmissionRefused, ServiceUnavailable) as exc:
+                raise SpawnException(f"Lost track of the queue: {exc}", reason="queue") from None
+        if decision["status"] != "admitted":
+            raise SpawnException(f"The request for {slice_name} was {decision['status']}: {decision.get('reason')}",
+                                 reason="cancelled")
+        return decision
+
     async def _start(self):
+        await self._release("a new server starts")  # anything a crashed earlier spawn left behind
         slice_name = str((self.user_options or {}).get("slice") or "cpu")
         try:
             account = await asyncio.to_thread(ensure_account, self.system_user, self._home(),
@@ -241,33 +238,38 @@ class LocalGPUSpawner(LocalProcessSpawner):
         except AccountError as exc:
             raise SpawnException(str(exc), reason="account") from None
         self._note(10, f"Running as system account {account.pw_name}")
-        # server-side re-check: the REST API may send any slice name
-        try:
-            self.allocation = self.machine.ledger.allocate(self.owner_key, slice_name)
-        except InvalidSliceName as exc:
-            raise SpawnException(f"{exc} Choose one of the offered slices.", reason="invalid-slice") from None
-        except NoCapacity as exc:
-            raise SpawnException(f"{exc} Try a smaller slice or try again later.", reason="capacity") from None
-        where = ", ".join(self.allocation.uuids) or "no GPU"
-        self._note(30, f"Allocated {slice_name} ({where})")
         if not shutil.which(self.cmd[0]):
-            self.machine.ledger.release(self.owner_key)
-            self.allocation = None
             raise SpawnException(f"{self.cmd[0]} is missing: run 'make run' again to set up the user environment.",
                                  reason="environment")
+        self._note(15, f"Asking AstraGo for {slice_name}")
+        decision = await self._admit(slice_name)
+        self.allocation = {"id": decision["id"], "slice": slice_name, "placement": decision.get("placement") or {}}
+        where = ", ".join(self.allocation["placement"].get("visible_devices") or []) or "no GPU"
+        self._note(40, f"Admitted: {slice_name} ({where}, {decision.get('gpu_units', 0):.2f} GPU units)")
         self._note(50, "Starting JupyterLab")
         try:
             return await super().start()
         except Exception:
-            self.machine.ledger.release(self.owner_key)
-            self.allocation = None
+            await self._release("the server did not start")
             raise
+
+    async def _release(self, reason: str):
+        held = self.allocation or self._unreleased
+        self.allocation = self._unreleased = None
+        if not held:
+            return
+        self.log.info("Releasing %s (%s) of %s: %s", held["id"], held["slice"], self.owner_id, reason)
+        try:
+            await self.admission.release(held["id"], reason)
+        except AdmissionRefused as exc:
+            if exc.status != 404:
+                self.log.warning("Releasing %s failed: %s", held["id"], exc)
+        except ServiceUnavailable as exc:
+            # the service's reconciler releases it once it sees the server gone
+            self.log.warning("Releasing %s failed: %s", held["id"], exc)
 
     async def stop(self, now=False):
         try:
             await super().stop(now=now)
         finally:
-            released = self.machine.ledger.release(self.owner_key)
-            if released and released.slice_name != "cpu":
-                self.log.info("Released %s of %s", released.slice_name, self.owner_key)
-            self.allocation = None
+            await self._release("server stopped")

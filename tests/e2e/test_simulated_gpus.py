@@ -54,10 +54,11 @@ def test_options_form_offers_the_simulated_slices_with_their_cost(gpu_platform):
                               ("3g.40gb", "0.43 GPU units"), ("gpu-1", "1.00 GPU units")):
         assert f'value="{slice_name}"' in page
         assert units in page
-    assert "2 of 2 free" in page  # the two 1g.10gb instances
+    assert "(0.14 GPU units, 10 GB GPU memory, 2 free now)" in page  # the two 1g.10gb instances
+    assert "Your GPU quota: unlimited." in page
 
 
-def test_mig_slice_is_exclusive_and_reaches_the_kernel(gpu_platform):
+def test_mig_slice_is_exclusive_queued_spawn_starts_when_the_holder_stops(gpu_platform):
     p = gpu_platform
     a, _, ta = _user(p, "mig-a")
     b, session_b, tb = _user(p, "mig-b")
@@ -67,17 +68,53 @@ def test_mig_slice_is_exclusive_and_reaches_the_kernel(gpu_platform):
         visible, slice_name = env["stdout"].split()
         assert visible.startswith("MIG-sim-demo-0-") and visible.endswith("-3g.40gb")
         assert slice_name == "3g.40gb"
+        page = session_b.get(f"{p.url}/hub/spawn", timeout=30).text
+        assert "none free now: you will wait in the queue" in page
         r = requests.post(f"{p.url}/hub/api/users/{b}/server", json={"slice": "3g.40gb"},
                           headers={"Authorization": f"token {tb}"}, timeout=60)
-        assert r.status_code >= 400
-        assert "No free MIG 3g.40gb" in r.text
-        page = session_b.get(f"{p.url}/hub/spawn", timeout=30).text
-        assert "0 of 1 free" in page
+        assert r.status_code == 202  # pending: queued behind A
+        events = _progress_until(p, tb, b, "Queued: position 1 of 1 for 3g.40gb")
+        assert any("Queued: position 1 of 1 for 3g.40gb" in e for e in events)
     finally:
         stop_server(p, ta, a)
-    # released on stop: B gets it now
-    start_server(p, tb, b, "3g.40gb")
+    # A's stop released the slice; B's queued spawn now starts on the same instance
+    model = _wait_ready(p, tb, b)
+    assert model["servers"][""]["ready"]
+    env = run_code(p.url, b, tb, "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])")
+    assert env["stdout"].strip() == visible
     stop_server(p, tb, b)
+
+
+def _progress_until(p, token, name, needle, timeout=60):
+    """Read the spawn's progress event stream (server-sent events) until `needle` shows up."""
+    import json
+    import time
+
+    seen = []
+    deadline = time.monotonic() + timeout
+    with requests.get(f"{p.url}/hub/api/users/{name}/server/progress", headers={"Authorization": f"token {token}"},
+                      stream=True, timeout=timeout) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                seen.append(json.loads(line[5:]).get("message", ""))
+                if needle in seen[-1]:
+                    return seen
+            if time.monotonic() > deadline:
+                break
+    return seen
+
+
+def _wait_ready(p, token, name, timeout=60):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = requests.get(f"{p.url}/hub/api/users/{name}", headers={"Authorization": f"token {token}"},
+                             timeout=30).json()
+        if model["servers"].get("", {}).get("ready"):
+            return model
+        time.sleep(0.5)
+    raise AssertionError(f"{name}'s queued server did not start: {model}")
 
 
 def test_whole_gpu_slice_sets_the_gpu_uuid(gpu_platform):
