@@ -36,10 +36,10 @@ async def background(service) -> None:
 
     from .reconcile import reconcile_once
 
-    await asyncio.sleep(5)  # let the hub finish re-attaching servers after a restart
+    await asyncio.sleep(min(5.0, service.reconcile_interval))  # let the hub settle after a restart
     while True:
         try:
-            await reconcile_once(service)
+            await reconcile_once(service, grace_s=service.reconcile_grace)
         except Exception:  # a failing round must not end the loop
             service.log.exception("reconcile failed")
         await asyncio.sleep(service.reconcile_interval)

@@ -75,8 +75,19 @@ class AstraGoService(Application):
     fair_share_half_life_hours = Float(7 * 24.0, config=True,
                                        help="Half-life of past usage in the fair-share queue order (hours).")
 
-    reconcile_interval = Float(30.0, config=True,
+    reconcile_interval = Float(config=True,
                                help="Seconds between reconciliations of allocations with JupyterHub's servers.")
+
+    @default("reconcile_interval")
+    def _default_reconcile_interval(self):
+        return float(os.environ.get("ASTRAGO_RECONCILE_INTERVAL", 30))
+
+    reconcile_grace = Float(config=True, help="Seconds an allocation may exist without its server "
+                            "(a spawn in progress) before reconciliation releases it.")
+
+    @default("reconcile_grace")
+    def _default_reconcile_grace(self):
+        return float(os.environ.get("ASTRAGO_RECONCILE_GRACE", 120))
 
     def initialize(self, argv=None):
         super().initialize(argv)
