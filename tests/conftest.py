@@ -58,3 +58,31 @@ def fresh_platform():
     p.stop()
     p.remove_system_accounts()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium driven by Playwright (its own browser download cannot run here)."""
+    require(os.path.exists(CHROMIUM), "Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def browser_login(browser, platform, username, password):
+    """A new page, logged in through the realm's sign-in form."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(platform.url + "/hub/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/hub/**")
+    return page

@@ -395,8 +395,10 @@ def _request_dict(row: QuotaRequest) -> dict:
 
 
 def handlers(prefix: str) -> list:
+    from .pages import page_handlers
+
     api = prefix + "api/"
-    return [
+    return page_handlers(prefix) + [
         (api + "admissions", AdmissionsHandler),
         (api + r"admissions/(?P<allocation_id>[0-9a-f-]{36})", AdmissionHandler),
         (api + "allocations", AllocationsHandler),

@@ -9,11 +9,14 @@ run one service process, as DESIGN.md says).
 """
 from __future__ import annotations
 
+import heapq
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fractions import Fraction
+from typing import Iterator, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -40,6 +43,9 @@ class AdmissionRequest:
     memory_gib: float = 0.0
     client_key: str = ""
     priority: int = 0
+    # a job waits in the queue while over quota (with the reason); a workspace is refused.
+    # A request over quota even with nothing held (or a slice not allowed) is refused either way.
+    wait_over_quota: bool = False
 
 
 class AdmissionError(Exception):
@@ -178,14 +184,20 @@ class AdmissionDesk:
         units = self.units_and_fit(req.slice)
         limits = self.limits_for(session, req.user, req.groups)
         usage = self.usage_of(session, req.user)
-        over = check(limits, usage, Request(req.slice, units, Fraction(req.cpu).limit_denominator(1000),
-                                            Fraction(req.memory_gib).limit_denominator(1000)))
+        request = Request(req.slice, units, Fraction(req.cpu).limit_denominator(1000),
+                          Fraction(req.memory_gib).limit_denominator(1000))
+        over = check(limits, usage, request)
+        if over and req.wait_over_quota and not check(limits, Usage(), request):
+            over_now, over = over, []  # fits the quota once what the user holds is released: wait
+        else:
+            over_now = []
         if over:
             first = over[0]
             if first.dimension.startswith("slice:") and first.limit == 0:
                 raise AdmissionError("quota-exceeded", f"Your groups do not allow {req.slice} slices.",
                                      {"dimension": first.dimension, "exceeded": [o.to_dict() for o in over]})
-            raise AdmissionError("quota-exceeded", " ".join(o.sentence() for o in over),
+            raise AdmissionError("quota-exceeded", " ".join(o.sentence() for o in over)
+                                 + " Stop something you run, or ask for more quota on your My AstraGo page.",
                                  {"dimension": first.dimension, "left": first.to_dict()["left"],
                                   "exceeded": [o.to_dict() for o in over]})
         weights = self._weights(session)
@@ -197,6 +209,10 @@ class AdmissionDesk:
             priority=req.priority, status="queued", reason="", placement={}, created_at=_now(),
         )
         session.add(alloc)
+        if over_now:
+            alloc.reason = "over quota: " + " ".join(o.sentence() for o in over_now)
+            session.flush()
+            return Outcome(self.describe(session, alloc))
         placement = self.placer.place(alloc.id, req.slice)
         try:
             if placement is not None:
@@ -226,50 +242,53 @@ class AdmissionDesk:
         admitted = self.schedule(session)
         return Outcome(self.describe(session, alloc), created=False, admitted_now=admitted)
 
-    def schedule(self, session: Session) -> list[dict]:
-        """Admit queued requests that fit now, in fair-share order (backfilling smaller ones)."""
+    def schedule(self, session: Session) -> list[str]:
+        """One scheduling cycle: admit queued requests that fit now, in fair-share order
+        (smaller ones backfilled past a head that does not fit). Returns the admitted ids.
+
+        The database is read once (queued rows, quotas, what users hold, past usage); the
+        cycle itself is `plan_admissions`, pure and in memory, the same code the scheduler
+        benchmark (bench/scheduler.py) times.
+        """
         queued = session.scalars(select(Allocation).where(Allocation.status == "queued")).all()
         if not queued:
             return []
-        now = time.time()
-        group_usage, user_usage = self._decayed_usage(session, now)
-        weights = self._weights(session)
-        order = fairshare.fair_order(
-            [fairshare.Waiting(a.id, a.user, a.accounting_group, _ts(a.created_at), a.priority) for a in queued],
-            group_usage, user_usage, weights)
+        state = self._cycle_state(session, queued)
+        result = plan_admissions(state.candidates, self.placer, group_usage=state.group_usage,
+                                 user_usage=state.user_usage, weights=state.weights, limits=state.limits,
+                                 usage=state.usage)
         by_id = {a.id: a for a in queued}
-        admitted = []
-        for waiting in order:
-            alloc = by_id[waiting.id]
-            limits = self.limits_for(session, alloc.user, alloc.groups)
-            units = Fraction(alloc.units_num, alloc.units_den)
-            if check(limits, self.usage_of(session, alloc.user), Request(alloc.slice, units,
-                                                                          Fraction(alloc.cpu).limit_denominator(1000),
-                                                                          Fraction(alloc.memory_gib).limit_denominator(1000))):
-                continue  # became over quota while waiting (e.g. the quota was lowered): stays queued
-            placement = self.placer.place(alloc.id, alloc.slice)
-            if placement is None:
-                continue
+        now = _now()
+        for alloc_id, placement in result.admitted:
+            alloc = by_id[alloc_id]
             alloc.status = "admitted"
-            alloc.admitted_at = _now()
+            alloc.admitted_at = now
             alloc.placement = placement_to_dict(placement)
             alloc.reason = ""
-            session.flush()
-            admitted.append(alloc.id)
-        return admitted
+        for alloc_id, reason in result.reasons.items():
+            alloc = by_id[alloc_id]
+            if alloc.reason != reason:
+                alloc.reason = reason
+        session.flush()
+        return [alloc_id for alloc_id, _ in result.admitted]
 
     # -- views -----------------------------------------------------------
 
     def queue(self, session: Session) -> list[Allocation]:
+        """Queued requests in the order the next cycle considers them."""
         queued = session.scalars(select(Allocation).where(Allocation.status == "queued")).all()
+        if not queued:
+            return []
         group_usage, user_usage = self._decayed_usage(session, time.time())
-        order = fairshare.fair_order(
-            [fairshare.Waiting(a.id, a.user, a.accounting_group, _ts(a.created_at), a.priority) for a in queued],
-            group_usage, user_usage, self._weights(session))
         by_id = {a.id: a for a in queued}
-        return [by_id[w.id] for w in order]
+        return [by_id[c.id] for c in fair_order([_candidate(a) for a in queued], group_usage, user_usage,
+                                                self._weights(session))]
 
-    def describe(self, session: Session, alloc: Allocation) -> dict:
+    def positions(self, session: Session) -> dict[str, int]:
+        """Queue position (1-based) of every queued request, computed once."""
+        return {a.id: n for n, a in enumerate(self.queue(session), start=1)}
+
+    def describe(self, session: Session, alloc: Allocation, positions: Mapping[str, int] | None = None) -> dict:
         out = {
             "id": alloc.id, "client_key": alloc.client_key, "status": alloc.status,
             "owner": {"kind": alloc.owner_kind, "id": alloc.owner_id}, "user": alloc.user, "groups": alloc.groups,
@@ -281,10 +300,10 @@ class AdmissionDesk:
             "released_at": alloc.released_at.isoformat() + "Z" if alloc.released_at else None,
         }
         if alloc.status == "queued":
-            q = self.queue(session)
-            ids = [a.id for a in q]
-            out["position"] = ids.index(alloc.id) + 1 if alloc.id in ids else None
-            out["queue_length"] = len(ids)
+            if positions is None:
+                positions = self.positions(session)
+            out["position"] = positions.get(alloc.id)
+            out["queue_length"] = len(positions)
         return out
 
     # -- internals ---------------------------------------------------------
@@ -292,12 +311,62 @@ class AdmissionDesk:
     def _weights(self, session: Session) -> dict[str, float]:
         return {r.subject_name: r.weight for r in session.scalars(select(Quota).where(Quota.subject_kind == "group"))}
 
+    def _cycle_state(self, session: Session, queued) -> "CycleState":
+        """Everything a cycle needs, read in a few queries (not one per waiting request)."""
+        now = time.time()
+        group_usage, user_usage = self._decayed_usage(session, now)
+        weights = self._weights(session)
+        users = {a.user for a in queued}
+        quotas = session.scalars(select(Quota)).all()
+        own = {r.subject_name: QuotaLimits.from_dict(r.limits) for r in quotas if r.subject_kind == "user"}
+        by_group = {r.subject_name: QuotaLimits.from_dict(r.limits) for r in quotas if r.subject_kind == "group"}
+        default = next((QuotaLimits.from_dict(r.limits) for r in quotas if r.subject_kind == "default"), None)
+        limits: dict[str, QuotaLimits] = {}
+        for a in queued:
+            if a.user not in limits:
+                limits[a.user] = effective_quota(own.get(a.user), [by_group[g] for g in a.groups if g in by_group],
+                                                 default)
+        limited = {u for u, lim in limits.items() if lim != UNLIMITED}
+        usage = self._usage_many(session, limited, now) if limited else {}
+        return CycleState([_candidate(a) for a in queued], group_usage, user_usage, weights, limits, usage)
+
+    def _usage_many(self, session: Session, users: set[str], now: float) -> dict[str, Usage]:
+        """`usage_of` for many users in two queries."""
+        held = session.scalars(select(Allocation).where(Allocation.status == "admitted",
+                                                        Allocation.user.in_(users))).all()
+        since = now - self.gpu_hours_period_days * 86400
+        since_dt = datetime.fromtimestamp(since, timezone.utc).replace(tzinfo=None)
+        past = session.execute(select(Allocation.user, Allocation.units_num, Allocation.units_den,
+                                      Allocation.admitted_at, Allocation.released_at).where(
+            Allocation.user.in_(users), Allocation.admitted_at.is_not(None),
+            (Allocation.released_at.is_(None)) | (Allocation.released_at > since_dt))).all()
+        acc = {u: {"units": Fraction(0), "cpu": 0.0, "mem": 0.0, "n": 0, "hours": Fraction(0), "counts": {}}
+               for u in users}
+        for a in held:
+            x = acc[a.user]
+            x["units"] += Fraction(a.units_num, a.units_den)
+            x["cpu"] += a.cpu
+            x["mem"] += a.memory_gib
+            x["n"] += 1
+            x["counts"][a.slice] = x["counts"].get(a.slice, 0) + 1
+        for user, num, den, start, end in past:
+            s0 = max(_ts(start), since)
+            e0 = _ts(end) if end else now
+            if e0 > s0:
+                acc[user]["hours"] += Fraction(num, den) * Fraction(e0 - s0).limit_denominator(1000) / 3600
+        return {u: Usage(gpu_units=x["units"], cpu=Fraction(x["cpu"]).limit_denominator(1000),
+                         memory_gib=Fraction(x["mem"]).limit_denominator(1000), servers=x["n"],
+                         gpu_hours=x["hours"], profile_counts=x["counts"]) for u, x in acc.items()}
+
     def _decayed_usage(self, session: Session, now: float):
         intervals_user, intervals_group = [], []
         horizon = now - 8 * self.half_life_s  # older usage has decayed below 0.4%
+        horizon_dt = datetime.fromtimestamp(horizon, timezone.utc).replace(tzinfo=None)
         rows = session.execute(select(Allocation.user, Allocation.accounting_group, Allocation.units_num,
                                       Allocation.units_den, Allocation.admitted_at, Allocation.released_at)
-                               .where(Allocation.admitted_at.is_not(None))).all()
+                               .where(Allocation.admitted_at.is_not(None),
+                                      (Allocation.released_at.is_(None)) | (Allocation.released_at > horizon_dt))
+                               ).all()
         for user, group, num, den, start, end in rows:
             end_ts = _ts(end)
             if end_ts is not None and end_ts < horizon:
@@ -311,3 +380,182 @@ class AdmissionDesk:
 
 def count_active(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Allocation).where(Allocation.status.in_(ACTIVE))) or 0
+
+
+# --------------------------------------------------------------------------- the cycle (pure)
+
+UNLIMITED = QuotaLimits()
+
+#: within one cycle, each admission counts against its group and user as this many hours of
+#: its GPU units, so capacity freed at once is shared out rather than going to one group
+ADMISSION_CHARGE_HOURS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A queued request as a scheduling cycle sees it."""
+
+    id: str
+    user: str
+    group: str  # accounting group ("" when none)
+    created: float
+    priority: int
+    slice: str
+    units: Fraction
+    cpu: Fraction = Fraction(0)
+    memory_gib: Fraction = Fraction(0)
+
+
+@dataclass
+class CycleState:
+    candidates: list
+    group_usage: dict
+    user_usage: dict
+    weights: dict
+    limits: dict
+    usage: dict
+
+
+@dataclass
+class CycleResult:
+    admitted: list  # (candidate id, Placement), in admission order
+    reasons: dict  # candidate id -> why it still waits
+    considered: int = 0  # candidates looked at before the cycle could stop
+
+
+def _candidate(a: Allocation) -> Candidate:
+    return Candidate(a.id, a.user, a.accounting_group, _ts(a.created_at), a.priority, a.slice,
+                     Fraction(a.units_num, a.units_den), Fraction(a.cpu).limit_denominator(1000),
+                     Fraction(a.memory_gib).limit_denominator(1000))
+
+
+def iter_fair_order(candidates, group_usage: Mapping[str, float], user_usage: Mapping[str, float],
+                    weights: Mapping[str, float], charge_hours: float = ADMISSION_CHARGE_HOURS) -> Iterator[Candidate]:
+    """The queue in the order it is served (pure, lazy).
+
+    Hierarchical fair share by decayed usage: the group furthest below its weighted share
+    goes next, inside it the user with the least decayed usage, inside a user the highest
+    priority, then first come first served. Every request taken charges its group and user
+    `units x charge_hours`, so groups and users interleave instead of one taking all.
+    Lazy: a cycle that runs out of capacity stops pulling, and the rest is never ordered.
+    """
+    groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for c in candidates:
+        groups[c.group][c.user].append(c)
+    heap = []
+    for group, users in groups.items():
+        weight = weights.get(group, 1.0) or 1.0
+        uheap = []
+        for user, items in users.items():
+            items.sort(key=_within_user)
+            uheap.append((user_usage.get(user, 0.0), user, items, 0))
+        heapq.heapify(uheap)
+        heap.append((group_usage.get(group, 0.0) / weight, group, weight, uheap))
+    heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        key, group, weight, uheap = heap[0]
+        ukey, user, items, i = uheap[0]
+        c = items[i]
+        yield c
+        charge = float(c.units) * charge_hours
+        if i + 1 < len(items):
+            heapq.heapreplace(uheap, (ukey + charge, user, items, i + 1))
+        else:
+            pop(uheap)
+        if uheap:
+            heapq.heapreplace(heap, (key + charge / weight, group, weight, uheap))
+        else:
+            pop(heap)
+
+
+def _within_user(c: Candidate):
+    return (-c.priority, c.created, c.id)
+
+
+def fair_order(candidates, group_usage, user_usage, weights,
+               charge_hours: float = ADMISSION_CHARGE_HOURS) -> list[Candidate]:
+    return list(iter_fair_order(candidates, group_usage, user_usage, weights, charge_hours))
+
+
+class _Held:
+    """What a user holds, updated as a cycle admits (exact, like `Usage`)."""
+
+    __slots__ = ("units", "cpu", "memory_gib", "servers", "gpu_hours", "counts")
+
+    def __init__(self, usage: Usage):
+        self.units, self.cpu, self.memory_gib = usage.gpu_units, usage.cpu, usage.memory_gib
+        self.servers, self.gpu_hours, self.counts = usage.servers, usage.gpu_hours, dict(usage.profile_counts)
+
+    def usage(self) -> Usage:
+        return Usage(gpu_units=self.units, cpu=self.cpu, memory_gib=self.memory_gib, servers=self.servers,
+                     gpu_hours=self.gpu_hours, profile_counts=self.counts)
+
+    def add(self, c: Candidate) -> None:
+        self.units += c.units
+        self.cpu += c.cpu
+        self.memory_gib += c.memory_gib
+        self.servers += 1
+        self.counts[c.slice] = self.counts.get(c.slice, 0) + 1
+
+
+def plan_admissions(candidates, placer: Placer, *, group_usage: Mapping[str, float],
+                    user_usage: Mapping[str, float], weights: Mapping[str, float],
+                    limits: Mapping[str, QuotaLimits], usage: Mapping[str, Usage],
+                    charge_hours: float = ADMISSION_CHARGE_HOURS) -> CycleResult:
+    """One scheduling cycle over in-memory state (pure but for `placer`, which it places on).
+
+    Walks the fair order; a request that fits its owner's quota and the free capacity is
+    placed, one that does not is passed over (backfilling: smaller requests behind a large
+    head still go). Within a cycle capacity only shrinks and usage only grows, so a slice
+    that could not be placed, or a (user, shape) over quota, is not tried again; once every
+    slice in the queue is out of capacity the cycle stops early.
+    """
+    admitted: list = []
+    reasons: dict[str, str] = {}
+    full: dict[str, str] = {}  # slice -> why it cannot be placed this cycle
+    over: dict[tuple, str] = {}  # (user, slice, cpu, memory) -> the quota sentence
+    held: dict[str, _Held] = {}
+    slices_waiting = {c.slice for c in candidates}
+    considered = 0
+    limited: dict[str, QuotaLimits | None] = {}  # user -> limits, None when unlimited
+    for c in iter_fair_order(candidates, group_usage, user_usage, weights, charge_hours):
+        considered += 1
+        why = full.get(c.slice)
+        if why is not None:
+            reasons[c.id] = why
+            continue
+        try:
+            lim = limited[c.user]
+        except KeyError:
+            lim = limits.get(c.user)
+            lim = limited[c.user] = None if lim is None or lim == UNLIMITED else lim
+        if lim is not None:
+            key = (c.user, c.slice, c.cpu, c.memory_gib)
+            why = over.get(key)
+            if why is None:
+                h = held.get(c.user)
+                if h is None:
+                    h = held[c.user] = _Held(usage.get(c.user) or Usage())
+                exceeded = check(lim, h.usage(), Request(c.slice, c.units, c.cpu, c.memory_gib))
+                if exceeded:
+                    why = over[key] = "over quota: " + " ".join(o.sentence() for o in exceeded)
+            if why is not None:
+                reasons[c.id] = why
+                continue
+        placement = placer.place(c.id, c.slice)
+        if placement is None:
+            full[c.slice] = f"waiting: {placer.last_refusal or 'no capacity'}"
+            reasons[c.id] = full[c.slice]
+            if len(full) == len(slices_waiting):
+                break  # nothing in the queue can be placed any more this cycle
+            continue
+        admitted.append((c.id, placement))
+        if lim is not None:
+            held[c.user].add(c)
+    if len(full) == len(slices_waiting) and considered < len(candidates):
+        done = {cid for cid, _ in admitted}
+        for c in candidates:
+            if c.id not in reasons and c.id not in done:
+                reasons[c.id] = full[c.slice]
+    return CycleResult(admitted, reasons, considered)

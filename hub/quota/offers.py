@@ -60,8 +60,9 @@ def free_counts(placer) -> dict[str, int]:
 
 def build_offers(desk, limits: QuotaLimits, used: Usage, inventory_note: str) -> dict:
     free = free_counts(desk.placer)
+    cpu_over = check(limits, used, Request("cpu", Fraction(0)))
     offers = [{"slice": "cpu", "kind": "cpu", "gpu_units": 0.0, "memory_gib": 0.0, "free": None,
-               "allowed": True, "within_quota": not check(limits, used, Request("cpu", Fraction(0))),
+               "allowed": True, "within_quota": not cpu_over, "quota_note": " ".join(o.sentence() for o in cpu_over),
                "note": "no GPU"}]
     for item in catalogue_of(desk.inventory):
         name = item["slice"]

@@ -25,6 +25,14 @@ from .devices import env_for_placement
 from .options_form import render_options_form
 
 
+def refuse(message: str, reason: str) -> SpawnException:
+    """A policy refusal whose message the hub shows on its pages (JupyterHub 6.1 reads
+    `jupyterhub_message` there, not SpawnException.message)."""
+    exc = SpawnException(message, reason=reason)
+    exc.jupyterhub_message = message
+    return exc
+
+
 class LocalGPUSpawner(LocalProcessSpawner):
     """Spawn each user's JupyterLab as their own account, admitted by the AstraGo service."""
 
@@ -203,9 +211,9 @@ class LocalGPUSpawner(LocalProcessSpawner):
                 slice_name=slice_name, cpu=self.default_cpu, memory_gib=self.default_memory_gib,
                 client_key=f"workspace:{self.owner_id}:{secrets.token_hex(8)}")
         except AdmissionRefused as exc:
-            raise SpawnException(exc.detail, reason=exc.kind) from None
+            raise refuse(exc.detail, reason=exc.kind) from None
         except ServiceUnavailable as exc:
-            raise SpawnException(f"{exc} Try again in a minute; tell an administrator if it lasts.",
+            raise refuse(f"{exc} Try again in a minute; tell an administrator if it lasts.",
                                  reason="service-unavailable") from None
         deadline = time.monotonic() + self.queue_timeout
         last = None
@@ -217,15 +225,15 @@ class LocalGPUSpawner(LocalProcessSpawner):
                 last = message
             if time.monotonic() > deadline:
                 await self.admission.release(decision["id"], "gave up waiting in the queue")
-                raise SpawnException(f"Still waiting for a free {slice_name} after {int(self.queue_timeout)} s; "
+                raise refuse(f"Still waiting for a free {slice_name} after {int(self.queue_timeout)} s; "
                                      "left the queue. Try a smaller slice or try again later.", reason="queue-timeout")
             await asyncio.sleep(self.queue_poll_interval)
             try:
                 decision = await self.admission.status(decision["id"])
             except (AdmissionRefused, ServiceUnavailable) as exc:
-                raise SpawnException(f"Lost track of the queue: {exc}", reason="queue") from None
+                raise refuse(f"Lost track of the queue: {exc}", reason="queue") from None
         if decision["status"] != "admitted":
-            raise SpawnException(f"The request for {slice_name} was {decision['status']}: {decision.get('reason')}",
+            raise refuse(f"The request for {slice_name} was {decision['status']}: {decision.get('reason')}",
                                  reason="cancelled")
         return decision
 
@@ -236,10 +244,10 @@ class LocalGPUSpawner(LocalProcessSpawner):
             account = await asyncio.to_thread(ensure_account, self.system_user, self._home(),
                                               create=self.create_system_users)
         except AccountError as exc:
-            raise SpawnException(str(exc), reason="account") from None
+            raise refuse(str(exc), reason="account") from None
         self._note(10, f"Running as system account {account.pw_name}")
         if not shutil.which(self.cmd[0]):
-            raise SpawnException(f"{self.cmd[0]} is missing: run 'make run' again to set up the user environment.",
+            raise refuse(f"{self.cmd[0]} is missing: run 'make run' again to set up the user environment.",
                                  reason="environment")
         self._note(15, f"Asking AstraGo for {slice_name}")
         decision = await self._admit(slice_name)

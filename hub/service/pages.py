@@ -1,0 +1,69 @@
+"""Pages of the AstraGo service for people (admin panel, "my AstraGo"), rendered server-side.
+
+Browsers are identified by the service's HubOAuth cookie; without one they are
+sent to the hub's login. Data changes go through the JSON API from the page's
+script, with the xsrf token HubOAuth checks on cookie-authenticated writes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .. import scopes
+from .base import APIHandler
+
+TEMPLATES = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().parent.parent / "templates" / "astrago")),
+                        autoescape=select_autoescape(["html"]))
+
+#: admin panel sections: (path under admin/, title, scope needed to see it)
+ADMIN_SECTIONS = [
+    ("quotas", "Quotas", scopes.QUOTA_ADMIN),
+    ("requests", "Quota requests", scopes.QUOTA_ADMIN),
+    ("allocations", "Allocations", scopes.READ),
+    ("queue", "Queue", scopes.READ),
+    ("usage", "Usage", scopes.QUOTA_ADMIN),
+]
+
+
+class PageHandler(APIHandler):
+    """A page: log in through the hub when needed, render with the shared layout."""
+
+    async def prepare(self):
+        await super().prepare()
+        if not self.hub_user and self.request.method == "GET":
+            self.redirect(self.get_login_url())
+            self._finished_early = True
+
+    @property
+    def xsrf_value(self) -> str:
+        token = self.xsrf_token
+        return token.decode() if isinstance(token, bytes) else token
+
+    def admin_sections(self) -> list[tuple[str, str]]:
+        return [(path, title) for path, title, scope in ADMIN_SECTIONS if self.has_scope(scope)]
+
+    def render_page(self, template: str, **context):
+        prefix = self.service.prefix
+        html = TEMPLATES.get_template(template).render(
+            prefix=prefix, api=prefix + "api/", user=self.hub_user, xsrf=self.xsrf_value,
+            admin_sections=self.admin_sections(), **context)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(html)
+
+    async def page_requires(self, scope: str, *, user: str | None = None) -> bool:
+        """True if allowed; otherwise audit, answer a 403 page and return False."""
+        if self.has_scope(scope, user=user):
+            return True
+        await self.audit(f"page {self.request.path}", "denied", target=user or "", reason=f"missing scope {scope}")
+        self.set_status(403)
+        self.render_page("forbidden.html", needed=scope)
+        return False
+
+
+class ServiceRootPage(PageHandler):
+    async def get(self):
+        if getattr(self, "_finished_early", False):
+            return
+        self.redirect(self.service.prefix + "me")
