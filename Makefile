@@ -44,6 +44,7 @@ system-test-packages:
 
 .stamp-npm: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	npm run build
 	touch $@
 
 # rebuilt whenever the package changes, so users' servers see the current extensions

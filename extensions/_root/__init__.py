@@ -4,3 +4,5 @@
 loads the notebook magics (see astrago.extensions).
 """
 __version__ = "0.1.0"
+
+from astrago.extensions.upload import upload  # noqa: E402  (the notebook helper; imports its client lazily)

@@ -25,6 +25,12 @@ PROBLEM_STATUS = {
     "payload-too-large": 413,
     "unsupported-media-type": 415,
     "internal-error": 500,
+    # resumable uploads (tus 1.0.0 fixes these statuses)
+    "gone": 410,
+    "precondition-failed": 412,
+    "locked": 423,
+    "checksum-mismatch": 460,
+    "insufficient-storage": 507,
 }
 
 

@@ -1,0 +1,59 @@
+"""How much a user may store, and how much they use: the one place the quota area replaces.
+
+`storage_quota_bytes(user)` is the limit (today one default for everyone, from
+`UploadsConfig.default_storage_quota_gib`); `used_bytes` counts the user's storage
+directory plus what their unfinished uploads have declared (or received, when the
+length is deferred). The quota issue swaps `storage_quota_bytes` for its own lookup.
+"""
+from __future__ import annotations
+
+from ..service.problems import Problem
+from .config import GIB
+from .store import RECEIVING, UploadRecord
+
+
+def storage_quota_bytes(user: str, config) -> int:
+    """The user's storage limit in bytes."""
+    return int(config.default_storage_quota_gib * GIB)
+
+
+def reservation(record: UploadRecord, store) -> int:
+    """Bytes an unfinished upload holds against the quota: its length, or what arrived when deferred."""
+    if record.length is not None:
+        return record.length
+    return store.offset(record)
+
+
+def pending_bytes(user: str, store, exclude=()) -> int:
+    return sum(reservation(r, store) for r in store.all()
+               if r.owner == user and r.state == RECEIVING and r.id not in exclude)
+
+
+def usage(user: str, *, config, store, storage, exclude=()) -> dict:
+    """Quota, bytes in storage, bytes held by unfinished uploads, and what is left (blocking)."""
+    quota = storage_quota_bytes(user, config)
+    stored = storage.usage_bytes(user)
+    pending = pending_bytes(user, store, exclude)
+    return {"quota_bytes": quota, "stored_bytes": stored, "pending_bytes": pending,
+            "free_bytes": max(0, quota - stored - pending)}
+
+
+def check_room(user: str, needed: int, *, config, store, storage, exclude=(), freed: int = 0,
+               count_pending: bool = True) -> None:
+    """Refuse (413, as tus wants) when `needed` more bytes would take the user past their quota."""
+    quota = storage_quota_bytes(user, config)
+    stored = storage.usage_bytes(user)
+    pending = pending_bytes(user, store, exclude) if count_pending else 0
+    if stored - freed + pending + needed > quota:
+        left = max(0, quota - stored - pending)
+        raise Problem("quota-exceeded", f"This upload needs {_fmt(needed)} but only {_fmt(left)} of your "
+                      f"{_fmt(quota)} storage quota is left (files: {_fmt(stored)}, unfinished uploads: "
+                      f"{_fmt(pending)}). Delete files or unfinished uploads, or ask for a larger quota.",
+                      status=413, extra={"quota_bytes": quota, "free_bytes": left})
+
+
+def _fmt(n: int) -> str:
+    for unit, size in (("GiB", GIB), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
