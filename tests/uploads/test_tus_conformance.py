@@ -367,6 +367,10 @@ def test_a_new_request_takes_over_from_a_stalled_connection(alice, platform):
             f"Tus-Resumable: 1.0.0\r\nContent-Type: {OCTET}\r\nUpload-Offset: 0\r\n"
             f"Content-Length: {len(data)}\r\n\r\n").encode()
     stalled.sendall(head + data[: 300_000])  # ... and then nothing more, connection left open
+    part = platform.data_dir / "uploads" / f"{upload_id(url)}.part"
+    deadline = time.monotonic() + 20
+    while part.stat().st_size == 0 and time.monotonic() < deadline:  # the stalled PATCH is being served
+        time.sleep(0.05)
     r = alice.head(url)
     assert r.status_code == 200
     offset = int(r.headers["Upload-Offset"])
