@@ -3,13 +3,19 @@
 JupyterHub owns identity and RBAC (DESIGN.md): AstraGo never keeps its own
 permission tables. Users get their own things through `!user`-filtered scopes
 in the default `user` role; administrators get the unfiltered scopes through
-the `astrago-admin` role, held by the `astrago-admins` group, which the
-Keycloak authenticator puts admins into at login.
+the `astrago-admin` role. The Keycloak authenticator manages roles
+(`Authenticator.manage_roles`): at every login and token refresh it hands each
+user the roles their Keycloak roles and groups map to (docs/auth-mapping.md) and
+puts admins into the `astrago-admins` group. `load_roles` only defines the roles.
 """
 
 SERVICE_NAME = "astrago"
 ADMIN_GROUP = "astrago-admins"
 ADMIN_ROLE = "astrago-admin"
+QUOTA_ADMIN_ROLE = "quota-admin"
+FLEET_ADMIN_ROLE = "fleet-admin"
+AUDITOR_ROLE = "astrago-auditor"
+GPU_USER_ROLE = "gpu-user"
 
 READ = "custom:astrago:read"
 JOBS = "custom:astrago:jobs"
@@ -17,6 +23,9 @@ UPLOADS = "custom:astrago:uploads"
 QUOTA_ADMIN = "custom:astrago:quota:admin"
 FLEET_ADMIN = "custom:astrago:fleet:admin"
 AUDIT_READ = "custom:astrago:audit:read"
+ADMISSIONS = "custom:astrago:admissions"
+QUOTA_REQUEST = "custom:astrago:quota:request"
+GPUS = "custom:astrago:gpus"
 ADMIN = "custom:astrago:admin"
 
 CUSTOM_SCOPES = {
@@ -40,9 +49,18 @@ CUSTOM_SCOPES = {
     AUDIT_READ: {
         "description": "Read AstraGo's audit log.",
     },
+    ADMISSIONS: {
+        "description": "Ask for and release admissions (allocations) on behalf of users: spawners do this.",
+    },
+    QUOTA_REQUEST: {
+        "description": "Ask administrators for more quota.",
+    },
+    GPUS: {
+        "description": "Run workspaces and jobs on GPU slices (the gpu-user role).",
+    },
     ADMIN: {
         "description": "Everything in AstraGo, for every user.",
-        "subscopes": [READ, JOBS, UPLOADS, QUOTA_ADMIN, FLEET_ADMIN, AUDIT_READ],
+        "subscopes": [READ, JOBS, UPLOADS, QUOTA_ADMIN, FLEET_ADMIN, AUDIT_READ, ADMISSIONS, QUOTA_REQUEST, GPUS],
     },
 }
 
@@ -51,6 +69,7 @@ USER_SCOPES = [
     "self",
     f"access:services!service={SERVICE_NAME}",
     f"{READ}!user",
+    f"{QUOTA_REQUEST}!user",
     f"{JOBS}!user",
     f"{UPLOADS}!user",
 ]
@@ -73,15 +92,74 @@ def roles() -> list[dict]:
             "description": "Every user: their own servers and their own AstraGo things.",
             "scopes": list(USER_SCOPES),
         },
+        # Held through Keycloak (see astrago.hub.auth.mapping): the authenticator manages
+        # roles, so these definitions assign nobody (JupyterHub refuses `users`/`groups` here).
+        {
+            "name": GPU_USER_ROLE,
+            "description": "May run workspaces and jobs on GPU slices.",
+            "scopes": [f"{GPUS}!user", f"access:services!service={SERVICE_NAME}"],
+        },
+        {
+            "name": QUOTA_ADMIN_ROLE,
+            "description": "Sets quotas and decides quota change requests, for every user.",
+            "scopes": [QUOTA_ADMIN, f"access:services!service={SERVICE_NAME}"],
+        },
+        {
+            "name": FLEET_ADMIN_ROLE,
+            "description": "Manages the GPU inventory and MIG layouts.",
+            "scopes": [FLEET_ADMIN, f"access:services!service={SERVICE_NAME}"],
+        },
+        {
+            "name": AUDITOR_ROLE,
+            "description": "Reads AstraGo's audit log.",
+            "scopes": [AUDIT_READ, f"access:services!service={SERVICE_NAME}"],
+        },
         {
             "name": ADMIN_ROLE,
             "description": "AstraGo administrators: all AstraGo scopes for all users.",
             "scopes": [ADMIN, f"access:services!service={SERVICE_NAME}"],
-            "groups": [ADMIN_GROUP],
         },
     ]
 
 
+#: JupyterHub roles a Keycloak role of the same name grants by default (docs/auth-mapping.md)
+MAPPABLE_ROLES = (ADMIN_ROLE, QUOTA_ADMIN_ROLE, FLEET_ADMIN_ROLE, AUDITOR_ROLE, GPU_USER_ROLE)
+
+
+def expand_scopes(granted, username: str) -> set[str]:
+    """Scopes as the hub reports them for `username`: custom subscopes included and the
+    `!user` filter bound to the user (`custom:astrago:read!user` -> `...!user=<name>`)."""
+    result: set[str] = set()
+    todo = list(granted)
+    while todo:
+        scope = todo.pop()
+        base, sep, filt = scope.partition("!")
+        if filt == "user":
+            filt = f"user={username}"
+        full = f"{base}!{filt}" if sep else base
+        if full in result:
+            continue
+        result.add(full)
+        for sub in CUSTOM_SCOPES.get(base, {}).get("subscopes", []):
+            todo.append(f"{sub}!{filt}" if sep else sub)
+    # as the hub does: a filtered scope adds nothing next to the same scope unfiltered
+    return {s for s in result if "!" not in s or s.partition("!")[0] not in result}
+
+
+def scopes_for_user(username: str, role_names, groups=()) -> set[str]:
+    """The AstraGo scopes of a user who holds the JupyterHub roles `role_names` (by
+    AstraGo's role definitions; JupyterHub's own `self` scope left out), plus the admin
+    scopes for a member of the `astrago-admins` group."""
+    definitions = {r["name"]: r for r in roles()}
+    granted = []
+    for name in role_names:
+        granted += [s for s in definitions.get(name, {}).get("scopes", []) if s != "self"]
+    if ADMIN_GROUP in groups:
+        granted += definitions[ADMIN_ROLE]["scopes"]
+    return expand_scopes(granted, username)
+
+
 def oauth_scopes_for_service() -> list[str]:
     """Scopes a browser session with the service may carry (intersected with the user's own)."""
-    return [f"access:services!service={SERVICE_NAME}", READ, JOBS, UPLOADS, QUOTA_ADMIN, FLEET_ADMIN, AUDIT_READ, ADMIN]
+    return [f"access:services!service={SERVICE_NAME}", READ, JOBS, UPLOADS, QUOTA_ADMIN, FLEET_ADMIN, AUDIT_READ,
+            ADMISSIONS, QUOTA_REQUEST, GPUS, ADMIN]

@@ -51,6 +51,12 @@ def add_parser(sub):
     ls = rsub.add_parser("list", help="list users with their groups and roles")
     ls.set_defaults(func=_list)
 
+    rk = rsub.add_parser("rotate-keys", help="sign tokens with a new key from now on (the running realm "
+                         "picks it up; the previous key keeps verifying older tokens)")
+    rk.add_argument("--keep", type=int, default=1,
+                    help="how many previous keys stay listed for verification (default: %(default)s)")
+    rk.set_defaults(func=_rotate_keys)
+
 
 def _realm_file(args) -> Path:
     from . import CLIError
@@ -117,3 +123,15 @@ def _list(args):
         groups = ",".join(user.get("groups", [])) or "-"
         roles = ",".join(user.get("realm_roles", [])) or "-"
         print(f"{name}{state}\tgroups={groups}\troles={roles}")
+
+
+def _rotate_keys(args):
+    from . import CLIError
+    from ..realm import store
+
+    _realm_file(args)  # the realm must exist: its keys sit beside it
+    try:
+        kid = store.rotate_signing_key(Path(args.data_dir) / "realm-keys.json", keep=args.keep)
+    except store.RealmError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"New signing key {kid}; {args.keep} previous key(s) kept for verification.")

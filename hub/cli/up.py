@@ -60,7 +60,9 @@ def run(args) -> int:
         settings.realm_file,
         client_id=CLIENT_ID,
         redirect_uris=[settings.oauth_callback_url],
-        post_logout_redirect_uris=[f"{settings.public_url}/hub/login", f"{settings.public_url}/hub/"],
+        post_logout_redirect_uris=[settings.post_logout_redirect_url, f"{settings.public_url}/hub/login",
+                                   f"{settings.public_url}/hub/"],
+        backchannel_logout_uri=settings.backchannel_logout_url,
     )
     banner = [
         "",

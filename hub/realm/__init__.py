@@ -16,6 +16,7 @@ from .store import (  # noqa: F401
     read_realm,
     remove_from_group,
     remove_role,
+    rotate_signing_key,
     set_enabled,
     set_password,
     verify_password,

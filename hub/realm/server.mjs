@@ -130,19 +130,32 @@ function newSigningKey() {
 }
 
 // Keys file: {"jwks": {"keys": [<private RS256 JWK>, ...]}, "cookie_keys": ["...", ...]}.
-// The first key of each list signs; the others still verify (rotation: put a new one first).
+// The first key of each list signs; the others still verify (rotation: put a new one first,
+// e.g. with `astrago realm rotate-keys`; the running server picks the change up).
+function readKeysFile() {
+  const parsed = JSON.parse(fs.readFileSync(KEYS_FILE, 'utf8'));
+  const keys = parsed?.jwks?.keys;
+  const cookieKeys = parsed?.cookie_keys;
+  if (!Array.isArray(keys) || !keys.length || !Array.isArray(cookieKeys) || !cookieKeys.length) {
+    throw new Error('no "jwks.keys" or "cookie_keys" list');
+  }
+  for (const key of keys) crypto.createPrivateKey({ key, format: 'jwk' }); // throws on a bad key
+  return { keys, cookieKeys };
+}
+
+function keysStamp() {
+  const st = fs.statSync(KEYS_FILE, { bigint: true });
+  return `${st.ino}:${st.size}:${st.mtimeNs}`;
+}
+
 function loadOrCreateKeys() {
   if (fs.existsSync(KEYS_FILE)) {
-    let parsed;
+    let keys;
+    let cookieKeys;
     try {
-      parsed = JSON.parse(fs.readFileSync(KEYS_FILE, 'utf8'));
+      ({ keys, cookieKeys } = readKeysFile());
     } catch (err) {
       fail(`cannot read the keys file ${KEYS_FILE}: ${err.message}`);
-    }
-    const keys = parsed?.jwks?.keys;
-    const cookieKeys = parsed?.cookie_keys;
-    if (!Array.isArray(keys) || !keys.length || !Array.isArray(cookieKeys) || !cookieKeys.length) {
-      fail(`the keys file ${KEYS_FILE} has no "jwks.keys" or "cookie_keys" list`);
     }
     const mode = fs.statSync(KEYS_FILE).mode & 0o777;
     if (mode & 0o077) {
@@ -160,10 +173,15 @@ function loadOrCreateKeys() {
   return { keys: content.jwks.keys, cookieKeys: content.cookie_keys };
 }
 
-const { keys: SIGNING_KEYS, cookieKeys: COOKIE_KEYS } = loadOrCreateKeys();
-const PUBLIC_KEYS = new Map(SIGNING_KEYS.filter((k) => k.kty === 'RSA').map((k) => [
-  k.kid, crypto.createPublicKey({ key: k, format: 'jwk' }),
-]));
+function publicKeysOf(keys) {
+  return new Map(keys.filter((k) => k.kty === 'RSA').map((k) => [
+    k.kid, crypto.createPublicKey({ key: k, format: 'jwk' }),
+  ]));
+}
+
+let { keys: SIGNING_KEYS, cookieKeys: COOKIE_KEYS } = loadOrCreateKeys();
+let PUBLIC_KEYS = publicKeysOf(SIGNING_KEYS);
+let KEYS_STAMP = keysStamp();
 
 // ------------------------------------------------------------------------------ the realm file
 
@@ -412,7 +430,8 @@ async function loadExistingGrant(ctx) {
   return grant;
 }
 
-const configuration = {
+// A fresh configuration object per provider (the keys may have been rotated since).
+const makeConfiguration = () => ({
   adapter: adapterFor,
   clients: [],
   jwks: { keys: SIGNING_KEYS },
@@ -557,29 +576,64 @@ const configuration = {
       details: { error: out.error, description: out.error_description },
     });
   },
-};
-
-const provider = new Provider(ISSUER, configuration);
-provider.proxy = true; // behind configurable-http-proxy (X-Forwarded-*)
-// Keycloak puts `sid` in every id_token; oidc-provider only does so for clients registered
-// for back-channel logout with sessions. Codes and id_tokens here always carry it.
-provider.Client.prototype.includeSid = function includeSid() { return true; };
-
-// A token refresh keeps the realm session alive, as in Keycloak (up to the session maximum).
-provider.on('grant.success', async (ctx) => {
-  try {
-    if (ctx.oidc.params?.grant_type !== 'refresh_token') return;
-    const uid = ctx.oidc.entities.RefreshToken?.sessionUid;
-    if (!uid) return;
-    const session = await provider.Session.findByUid(uid);
-    if (session) await session.save(sessionTtl(session));
-  } catch (err) {
-    log(`could not extend a session after a refresh: ${err.message}`);
-  }
 });
-provider.on('server_error', (ctx, err) => log(`server error: ${err.stack || err}`));
-provider.on('backchannel.error', (ctx, err, client) => log(`back-channel logout to client ${logSafe(client.clientId)} failed: ${err.message}${err.cause ? ` (${err.cause.message || err.cause})` : ""}`));
-provider.on('end_session.success', (ctx) => log(`logout client=${logSafe(ctx.oidc.client?.clientId || '')}`));
+
+// Sessions, grants and tokens live in the module-level memory adapter, so a provider built
+// anew (after a key rotation) carries on with them.
+function makeProvider() {
+  const p = new Provider(ISSUER, makeConfiguration());
+  p.proxy = true; // behind configurable-http-proxy (X-Forwarded-*)
+  // Keycloak puts `sid` in every id_token; oidc-provider only does so for clients registered
+  // for back-channel logout with sessions. Codes and id_tokens here always carry it.
+  p.Client.prototype.includeSid = function includeSid() { return true; };
+
+  // A token refresh keeps the realm session alive, as in Keycloak (up to the session maximum).
+  p.on('grant.success', async (ctx) => {
+    try {
+      if (ctx.oidc.params?.grant_type !== 'refresh_token') return;
+      const uid = ctx.oidc.entities.RefreshToken?.sessionUid;
+      if (!uid) return;
+      const session = await p.Session.findByUid(uid);
+      if (session) await session.save(sessionTtl(session));
+    } catch (err) {
+      log(`could not extend a session after a refresh: ${err.message}`);
+    }
+  });
+  p.on('server_error', (ctx, err) => log(`server error: ${err.stack || err}`));
+  p.on('backchannel.error', (ctx, err, client) => log(`back-channel logout to client ${logSafe(client.clientId)} failed: ${err.message}${err.cause ? ` (${err.cause.message || err.cause})` : ""}`));
+  p.on('backchannel.success', (ctx, client) => log(`back-channel logout sent to client ${logSafe(client.clientId)}`));
+  p.on('end_session.success', (ctx) => log(`logout client=${logSafe(ctx.oidc.client?.clientId || '')}`));
+  return p;
+}
+
+let provider = makeProvider();
+let oidcCallback = provider.callback();
+
+// The keys file changed (a rotation): use the new keys from the next request on. A file
+// that cannot be read or holds a bad key is logged and the keys in use are kept.
+function reloadKeysIfChanged() {
+  let stamp;
+  try {
+    stamp = keysStamp();
+  } catch (err) {
+    return; // missing for a moment (being replaced): keep what we have
+  }
+  if (stamp === KEYS_STAMP) return;
+  KEYS_STAMP = stamp;
+  let loaded;
+  try {
+    loaded = readKeysFile();
+  } catch (err) {
+    log(`keys file ${KEYS_FILE} could not be used (${err.message}); keeping the keys in use`);
+    return;
+  }
+  SIGNING_KEYS = loaded.keys;
+  COOKIE_KEYS = loaded.cookieKeys;
+  PUBLIC_KEYS = publicKeysOf(SIGNING_KEYS);
+  provider = makeProvider();
+  oidcCallback = provider.callback();
+  log(`signing keys reloaded: ${SIGNING_KEYS.length} keys, signing with kid ${logSafe(SIGNING_KEYS[0].kid)}`);
+}
 
 // ------------------------------------------------------------------------------ HTTP plumbing
 
@@ -876,8 +930,6 @@ async function handleRevocation(req, res, state) {
 
 // ------------------------------------------------------------------------------ router
 
-const oidcCallback = provider.callback();
-
 function realmInfo() {
   const [key] = SIGNING_KEYS;
   const publicDer = crypto.createPublicKey({ key, format: 'jwk' }).export({ type: 'spki', format: 'der' });
@@ -891,6 +943,7 @@ function realmInfo() {
 }
 
 async function route(req, res) {
+  reloadKeysIfChanged();
   const url = new URL(req.url, 'http://realm.invalid');
   const { pathname } = url;
 

@@ -54,6 +54,7 @@ __all__ = [
     "read_realm",
     "remove_from_group",
     "remove_role",
+    "rotate_signing_key",
     "set_enabled",
     "set_password",
     "verify_password",
@@ -499,3 +500,47 @@ def delete_user(path: str | os.PathLike, username: str) -> None:
     with _editing(path) as data:
         _user(data, username)
         del data["users"][username]
+
+
+# --------------------------------------------------------------------------- signing keys
+
+
+def _new_signing_key() -> dict[str, Any]:
+    """A new RS256 private key as a JWK, shaped like the ones server.mjs creates."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = RSAAlgorithm.to_jwk(private, as_dict=True)
+    jwk.update({"kid": secrets.token_urlsafe(16), "alg": "RS256", "use": "sig"})
+    return jwk
+
+
+def rotate_signing_key(keys_path: str | os.PathLike, keep: int = 1) -> str:
+    """Put a new signing key first in the realm's keys file; returns its ``kid``.
+
+    The new key signs from now on; the ``keep`` most recent older keys stay listed so tokens
+    they signed still verify until they expire (and id_token_hint at logout keeps working);
+    older ones are dropped. The running realm picks the change up without a restart, and
+    clients (the hub, the service) fetch the JWKS again when they meet the new ``kid``.
+    """
+    if keep < 0:
+        raise RealmError("--keep must be 0 or more.")
+    keys_path = os.fspath(keys_path)
+    os.makedirs(os.path.dirname(os.path.abspath(keys_path)), mode=0o700, exist_ok=True)
+    with _locked(keys_path):
+        try:
+            with open(keys_path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            data = {"jwks": {"keys": []}, "cookie_keys": [secrets.token_urlsafe(32)]}
+        except (OSError, ValueError) as e:
+            raise RealmError(f"Cannot read the keys file {keys_path}: {e}.") from None
+        keys = (data.get("jwks") or {}).get("keys")
+        if not isinstance(keys, list):
+            raise RealmError(f"The keys file {keys_path} has no 'jwks.keys' list.")
+        key = _new_signing_key()
+        data["jwks"] = {"keys": [key] + keys[:keep]}
+        data.setdefault("cookie_keys", [secrets.token_urlsafe(32)])
+        _write_atomic(keys_path, data)
+    return key["kid"]

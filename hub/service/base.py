@@ -44,7 +44,17 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         return super().check_xsrf_cookie()
 
     async def prepare(self):
-        self.hub_user = await self.hub_auth.get_user(self, sync=False)
+        # `Authorization: Bearer <JWT>` is a Keycloak access token (JupyterHub's API tokens are
+        # never JWTs): verified against the realm, mapped to the hub user (astrago.hub.auth.bearer).
+        # Anything else - a JupyterHub token or the service's OAuth cookie - goes to the hub.
+        from ..auth.bearer import bearer_jwt, keycloak_bearer_user
+
+        authorization = self.request.headers.get("Authorization", "")
+        if bearer_jwt(authorization):
+            self.hub_user = await keycloak_bearer_user(authorization, self.hub_auth)
+            self._token_authenticated = self.hub_user is not None
+        else:
+            self.hub_user = await self.hub_auth.get_user(self, sync=False)
 
     # -- identity and permission ---------------------------------------
 

@@ -45,6 +45,7 @@ class RunningPlatform:
     admin_password: str = ""
     created_users: list = field(default_factory=list)
     extra_args: list = field(default_factory=list)
+    extra_env: dict = field(default_factory=dict)  # ASTRAGO_* settings for `astrago up` (e.g. token lifetimes)
 
     @property
     def url(self) -> str:
@@ -75,6 +76,7 @@ class RunningPlatform:
         log = open(self.log_path, "w")
         env = dict(os.environ)
         env.setdefault("ASTRAGO_USER_ENV", os.environ.get("ASTRAGO_USER_ENV", sys.prefix))
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout
