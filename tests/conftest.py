@@ -1,4 +1,4 @@
-"""Shared fixtures: a real embedded AstraGo platform for end-to-end tests."""
+"""Shared fixtures: a real embedded AstraGo platform for end-to-end tests, and Chromium."""
 from __future__ import annotations
 
 import os
@@ -8,24 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from support.platform import ARTIFACTS, RunningPlatform, free_port
-
-IN_CI = os.environ.get("CI") == "true"
-
-
-def require(condition: bool, what: str):
-    """Skip for a missing component locally; under CI=true a missing component fails."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} is missing: `make test` should have installed it")
-    pytest.skip(f"{what} is missing")
-
-
-def new_platform(tmp_root: Path) -> RunningPlatform:
-    data = tmp_root / "data"
-    ports = {k: free_port() for k in ("hub", "proxy_api", "service", "realm")}
-    return RunningPlatform(data_dir=data, port=free_port(), ports=ports)
+from support.fixtures import CHROMIUM, CHROMIUM_ARGS, IN_CI, browser_login, new_platform, require  # noqa: F401
+from support.platform import ARTIFACTS
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +44,6 @@ def fresh_platform():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-dev-shm-usage"]
-
-
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's Chromium driven by Playwright (its own browser download cannot run here)."""
@@ -75,14 +54,3 @@ def chromium():
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
-
-
-def browser_login(browser, platform, username, password):
-    """A new page, logged in through the realm's sign-in form."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(platform.url + "/hub/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/hub/**")
-    return page

@@ -30,7 +30,7 @@ REFRESH_AGE = 5  # seconds: users' tokens are refreshed once this much time has 
 ACCESS_TOKEN_TTL = 30  # seconds
 
 # This folder has no conftest.py on purpose: pytest imports every conftest.py as the module
-# `conftest`, and suite modules collected after this folder `from conftest import ...` the
+# `conftest`, and suite modules collected after this folder `from support.fixtures import ...` the
 # suite's own (tests/conftest.py). The fixtures live in the test modules that use them.
 
 

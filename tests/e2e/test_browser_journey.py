@@ -10,7 +10,7 @@ import pytest
 from support.kernel import run_code
 from support.platform import api_token, login, stop_server
 
-from conftest import require
+from support.fixtures import require
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -8,7 +8,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import new_platform, require
+from support.fixtures import new_platform, require
 from support.kernel import run_code
 from support.platform import api_token, login, start_server, stop_server
 

@@ -3,7 +3,7 @@ import re
 
 import requests
 
-from conftest import browser_login
+from support.fixtures import browser_login
 from support.platform import api_token, login
 
 

@@ -11,23 +11,8 @@ import requests
 from support.platform import REPO, api_token, login
 
 
-def _suite_conftest():
-    """tests/conftest.py as a module (this folder has a conftest.py of its own, so `import conftest` is ambiguous)."""
-    import importlib.util
-    import sys
+from support.fixtures import require  # noqa: E402  (the suite's: fails under CI=true)
 
-    name = "astrago_tests_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "conftest.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-def require(condition: bool, what: str):
-    """The suite's `require`: skip locally when a component is missing, fail under CI=true."""
-    return _suite_conftest().require(condition, what)
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = "application/offset+octet-stream"

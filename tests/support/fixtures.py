@@ -1,0 +1,41 @@
+"""Helpers shared by the test folders (imported as `support.fixtures`, never `conftest`:
+several folders have a conftest.py and the module name would clash)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from .platform import RunningPlatform, free_port
+
+IN_CI = os.environ.get("CI") == "true"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-dev-shm-usage"]
+
+
+def require(condition: bool, what: str):
+    """Skip for a missing component locally; under CI=true a missing component fails."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is missing: `make test` should have installed it")
+    pytest.skip(f"{what} is missing")
+
+
+def new_platform(tmp_root: Path) -> RunningPlatform:
+    data = tmp_root / "data"
+    ports = {k: free_port() for k in ("hub", "proxy_api", "service", "realm")}
+    return RunningPlatform(data_dir=data, port=free_port(), ports=ports)
+
+
+def browser_login(browser, platform, username, password):
+    """A new page, logged in through the realm's sign-in form."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(platform.url + "/hub/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/hub/**")
+    return page
