@@ -11,6 +11,7 @@ import traceback
 
 from jupyterhub.services.auth import HubOAuthenticated, check_scopes
 from tornado import web
+from tornado.log import app_log
 
 from .. import scopes as astrago_scopes
 from ..db import audit
@@ -82,8 +83,8 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         target = user or ""
         if not self.hub_user:
             await self.audit(action, "denied", target=target, reason="no credentials")
-            raise Problem("unauthenticated", "Log in to AstraGo, or send a JupyterHub API token: "
-                          "'Authorization: token <token>'.")
+            raise Problem("unauthenticated", "Log in to AstraGo, or send a JupyterHub API token "
+                          "('Authorization: token <token>') or a Keycloak access token ('Authorization: Bearer <jwt>').")
         if not check_scopes({ACCESS_SCOPE}, self.caller_scopes()):
             await self.audit(action, "denied", target=target, reason=f"missing scope {ACCESS_SCOPE}")
             raise Problem("forbidden", f"Your token may not use the AstraGo service (it lacks {ACCESS_SCOPE}).")
@@ -133,7 +134,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             problem = problem_for_status(status_code, exc.log_message or exc.reason)
         else:
             if exc is not None:
-                self.log.error("unhandled error: %s", "".join(traceback.format_exception(exc)))
+                app_log.error("unhandled error: %s", "".join(traceback.format_exception(exc)))
             problem = problem_for_status(status_code, "AstraGo hit an internal error; the service log has details.")
         self._write_problem(problem)
 
