@@ -25,6 +25,10 @@ def setup(service) -> None:
     inventory, note = load_inventory(service)
     service.inventory_note = note
     service.desk = AdmissionDesk(inventory, half_life_s=service.fair_share_half_life_hours * 3600)
+    from ..uploads import quota as upload_quota
+    from .storage_limit import make_storage_limit_lookup
+
+    upload_quota.storage_limit_lookup = make_storage_limit_lookup(service)
     lost = service.db.run_sync(service.desk.restore)
     if lost:
         service.log.warning("released %d allocation(s) whose devices are gone: %s", len(lost), ", ".join(lost))

@@ -3,7 +3,8 @@
 `storage_quota_bytes(user)` is the limit (today one default for everyone, from
 `UploadsConfig.default_storage_quota_gib`); `used_bytes` counts the user's storage
 directory plus what their unfinished uploads have declared (or received, when the
-length is deferred). The quota issue swaps `storage_quota_bytes` for its own lookup.
+length is deferred). The quota area plugs its lookup in (`storage_limit_lookup`): a `storage_gib` quota wins
+over the uploads default.
 """
 from __future__ import annotations
 
@@ -12,8 +13,23 @@ from .config import GIB
 from .store import RECEIVING, UploadRecord
 
 
+#: set by the quota area (astrago.hub.quota.storage_limit): user -> the `storage_gib` of their
+#: effective quota in bytes, or None when no quota sets it
+storage_limit_lookup = None
+
+
 def storage_quota_bytes(user: str, config) -> int:
-    """The user's storage limit in bytes."""
+    """The user's storage limit in bytes: their quota's `storage_gib`, else the uploads default."""
+    if storage_limit_lookup is not None:
+        try:
+            found = storage_limit_lookup(user)
+        except Exception:  # the quota lookup failing must not stop uploads: fall back, say so
+            import logging
+
+            logging.getLogger("astrago.uploads").exception("storage quota lookup failed for %s", user)
+            found = None
+        if found is not None:
+            return found
     return int(config.default_storage_quota_gib * GIB)
 
 

@@ -100,3 +100,22 @@ def test_usage_csv_and_bad_input(platform):
     r = requests.post(api + "admissions", json={"user": "x", "slice": "7g.999gb",
                                                 "owner": {"kind": "job", "id": "j1"}}, headers=_h(admin), timeout=30)
     assert r.status_code == 422 and r.json()["type"].endswith("/invalid-slice")
+
+
+def test_storage_quota_limits_uploads(platform):
+    name, pw = platform.add_user("store")
+    token = api_token(platform, login(platform, name, pw)[0], name)
+    admin = _admin(platform)
+    api = platform.service_url + "api/"
+    requests.put(api + f"quotas/user/{name}", json={"limits": {"storage_gib": 0.001}}, headers=_h(admin), timeout=30)
+    import base64
+
+    meta = "filename " + base64.b64encode(b"big.bin").decode()
+    r = requests.post(api + "uploads/", headers={**_h(token), "Tus-Resumable": "1.0.0",
+                                                 "Upload-Length": str(2 * 1024 * 1024), "Upload-Metadata": meta},
+                      timeout=30)
+    assert r.status_code == 413
+    assert "storage quota" in r.json()["detail"]
+    small = requests.post(api + "uploads/", headers={**_h(token), "Tus-Resumable": "1.0.0",
+                                                     "Upload-Length": "1000", "Upload-Metadata": meta}, timeout=30)
+    assert small.status_code == 201
