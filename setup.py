@@ -24,6 +24,6 @@ def discover():
 setup(
     packages=discover(),
     package_data={
-        "astrago.hub": ["templates/**/*", "static/**/*", "uploads/templates/*", "uploads/web/*", "realm/*.mjs", "realm/views/*", "db/migrations/script.py.mako", "db/alembic.ini", "db/migrations/*.py", "db/migrations/versions/*.py"],
+        "astrago.hub": ["templates/**/*", "static/**/*", "uploads/templates/*", "uploads/web/*", "fleet/templates/*", "realm/*.mjs", "realm/views/*", "db/migrations/script.py.mako", "db/alembic.ini", "db/migrations/*.py", "db/migrations/versions/*.py"],
     },
 )

@@ -12,3 +12,7 @@ c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 if os.environ.get("ASTRAGO_MODE", "embedded") == "embedded":
     configure_jupyterhub(c, EmbeddedSettings.from_env())
+elif os.environ["ASTRAGO_MODE"] == "cluster":  # Kubernetes; with z2jh, hub.extraConfig does this instead
+    from astrago.hub.cluster import ClusterSettings, configure_jupyterhub as configure_cluster
+
+    configure_cluster(c, ClusterSettings.from_env())

@@ -44,9 +44,12 @@ def fresh_platform():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """Debian's Chromium driven by Playwright (its own browser download cannot run here)."""
+    """Debian's Chromium driven by Playwright (its own browser download cannot run here).
+
+    Module-scoped: Playwright's sync API keeps an event loop running while it is open,
+    which would break asyncio-based tests in other modules."""
     require(os.path.exists(CHROMIUM), "Debian's chromium")
     from playwright.sync_api import sync_playwright
 

@@ -8,7 +8,12 @@ from astrago.spawners.inventory import ClusterInventory, NodeInventory
 
 
 def load_inventory(service) -> tuple[ClusterInventory, str]:
-    """(inventory, a sentence for people). Embedded: a static file, else NVML, else no GPU."""
+    """(inventory, a sentence for people). Embedded: a static file, else NVML, else no GPU.
+    Cluster: the Kubernetes Node objects (the fleet area's node watch keeps it current)."""
+    if getattr(service, "mode", "embedded") == "cluster":
+        from ..fleet.inventory_feed import initial_inventory
+
+        return initial_inventory(os.environ.get("ASTRAGO_NODE_SELECTOR", ""))
     path = service.inventory_file
     if path:
         from astrago.spawners.inventory.static import load_static_inventory

@@ -23,6 +23,8 @@ ADMIN_SECTIONS = [
     ("allocations", "Allocations", scopes.READ),
     ("queue", "Queue", scopes.READ),
     ("usage", "Usage", scopes.QUOTA_ADMIN),
+    ("monitor/fleet", "Monitoring", scopes.READ),
+    ("monitor/reclaim", "Idle GPUs", scopes.READ),
 ]
 
 

@@ -294,5 +294,13 @@ class FakeKubeAPI:
                  "lastTimestamp": f"2030-01-01T00:00:{number % 60:02d}Z", "eventTime": None}
         return self._store("events", event, "ADDED")
 
+    def expire_watches(self, kind: str) -> None:
+        """What the API server sends when a watch's resourceVersion is too old (410 Gone)."""
+        line = json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired",
+                                                        "message": "too old resource version"}}).encode() + b"\n"
+        for w_kind, _, _, _, queue in self._watchers:
+            if w_kind == kind:
+                queue.put_nowait(line)
+
     def watcher_count(self, kind: str) -> int:
         return sum(1 for w in self._watchers if w[0] == kind)

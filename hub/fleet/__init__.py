@@ -1,0 +1,1 @@
+"""The fleet area: the GPU inventory as the service sees it, and MIG re-cutting (cluster mode)."""

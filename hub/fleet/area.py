@@ -1,0 +1,197 @@
+"""The fleet area's state and actions: what the GPUs are, and MIG re-cutting in cluster mode.
+
+One `FleetArea` per service process (`service.fleet`). In embedded mode it only describes
+the inventory; planning and re-cutting answer "needs cluster mode". In cluster mode it owns
+the shared node watch, keeps the admission desk's inventory current, applies re-cuts through
+`FleetKubeClient` and follows `nvidia.com/mig.config.state`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import datetime, timezone
+
+from astrago.spawners.kube.operator_config import merge_mig_configs
+
+from ..quota.models import Allocation
+from . import recut
+from .inventory_feed import DRAIN_HOLDER, RebuildReport, rebuild_desk
+from .kube_client import FleetKubeClient, KubeCallFailed
+
+log = logging.getLogger("astrago.fleet")
+
+NEEDS_CLUSTER = ("MIG re-cutting needs cluster mode: on one machine AstraGo never re-cuts GPUs behind its users. "
+                 "Change the layout with nvidia-smi while no workspace runs, then restart AstraGo.")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class FleetArea:
+    def __init__(self, service, *, cluster: bool, kube: FleetKubeClient | None = None):
+        self.service = service
+        self.cluster = cluster
+        self.kube = kube  # set in cluster mode once the event loop runs (api.background)
+        self.watch = None  # spawners.inventory.kube_watch.NodeWatch, cluster mode
+        self.recuts: dict[str, recut.RecutRecord] = {}
+        self.draining: dict[str, set[int]] = {}
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def of(cls, service) -> "FleetArea":
+        return service.fleet
+
+    @property
+    def cluster_mode(self) -> bool:
+        return self.cluster
+
+    @property
+    def desk(self):
+        desk = getattr(self.service, "desk", None)
+        if desk is None:
+            raise recut.RecutRefused("conflict", "The fleet area needs the quota area (the admission desk).")
+        return desk
+
+    # -- reading -------------------------------------------------------------
+
+    def node_labels(self) -> dict[str, dict[str, str]]:
+        if self.watch is not None:
+            return {name: dict((node.get("metadata") or {}).get("labels") or {})
+                    for name, node in self.watch.nodes.items()}
+        return {node.name: {k: v for k, v in ((recut.MIG_CONFIG_LABEL, node.mig_config),
+                                              (recut.MIG_CONFIG_STATE_LABEL, node.mig_config_state)) if v}
+                for node in self.desk.inventory.nodes}
+
+    def overview(self, holder_words) -> dict:
+        """Nodes, GPUs with their layout and holders, MIG config labels, re-cuts."""
+        snapshots = {(s.node, s.index): s for s in self.desk.placer.snapshot()}
+        labels = self.node_labels()
+        nodes = []
+        for node in self.desk.inventory.nodes:
+            gpus = []
+            for gpu in node.gpus:
+                snap = snapshots.get((node.name, gpu.index))
+                gpus.append({
+                    "index": gpu.index, "uuid": gpu.uuid, "model": gpu.model, "product": gpu.product_name,
+                    "mode": gpu.mode, "mps_replicas": gpu.mps_replicas,
+                    "instances": [{"profile": i.profile, "start": i.start, "uuid": i.uuid,
+                                   "holder": holder_words(i.holder) if i.holder else None}
+                                  for i in (snap.instances if snap else ())],
+                    "holders": [holder_words(h) for h in (snap.holders if snap else ())],
+                })
+            node_labels = labels.get(node.name, {})
+            nodes.append({"name": node.name, "source": node.source, "simulated": node.simulated,
+                          "mig_strategy": node.mig_strategy,
+                          "mig_config": node_labels.get(recut.MIG_CONFIG_LABEL),
+                          "mig_config_state": node_labels.get(recut.MIG_CONFIG_STATE_LABEL),
+                          "draining": sorted(self.draining.get(node.name, ())), "gpus": gpus})
+        return {"mode": "cluster" if self.cluster_mode else "embedded", "can_recut": self.cluster_mode,
+                "note": getattr(self.service, "inventory_note", ""), "nodes": nodes,
+                "recuts": [r.to_dict() for r in sorted(self.recuts.values(), key=lambda r: r.created_at,
+                                                       reverse=True)]}
+
+    # -- planning and applying ---------------------------------------------------
+
+    def _require_cluster(self) -> None:
+        if not self.cluster_mode:
+            raise recut.RecutRefused("conflict", NEEDS_CLUSTER)
+
+    def _plan(self, session, body: dict):
+        desk = self.desk
+        if "gpus" in body and "demand" in body:
+            raise recut.RecutRefused("invalid-request", 'Send either "demand" or "gpus", not both.')
+        if "gpus" in body:
+            if not isinstance(body["gpus"], list) or not body["gpus"]:
+                raise recut.RecutRefused("invalid-request", "gpus must be a non-empty list.")
+            return recut.plan_for_geometries(desk.inventory, desk.placer, body["gpus"])
+        return recut.plan_for_demand(desk.inventory, body.get("demand"), desk.placer)
+
+    async def plan(self, body: dict) -> dict:
+        self._require_cluster()
+        return await self.service.db.run(lambda s: recut.plan_summary(self._plan(s, body)))
+
+    async def apply(self, body: dict, actor: str) -> recut.RecutRecord:
+        """Plan, refuse busy GPUs, drain the nodes, write the ConfigMap, then label the nodes."""
+        self._require_cluster()
+        if self.watch is None or self.kube is None:
+            raise recut.RecutRefused("conflict", "The Kubernetes node watch has not started yet; try again in a "
+                                     "moment (the service log says why if this lasts).")
+        busy_node_ok = body.get("busy_node_ok", False)
+        if not isinstance(busy_node_ok, bool):
+            raise recut.RecutRefused("invalid-request", "busy_node_ok must be true or false.")
+        async with self._lock:
+            if any(not r.finished for r in self.recuts.values()):
+                raise recut.RecutRefused("conflict", "A re-cut is still being applied; wait until it finishes.")
+            labels_now = self.node_labels()
+
+            def decide(session):
+                plan = self._plan(session, body)
+                recut.check_idle(plan, self.desk.placer.snapshot(), lambda h: holder_words(session, h),
+                                 busy_node_ok=busy_node_ok)
+                configs, labels = recut.changes_to_write(plan, labels_now)
+                if not labels:
+                    return None
+                drained = {}
+                for node in labels:
+                    recut_here = {g.index for g in plan.recut_gpus if g.node == node}
+                    whole_node = {g.index for n, g in self.desk.inventory.gpus() if n.name == node}
+                    drained[node] = recut_here if busy_node_ok else whole_node
+                self.draining.update(drained)
+                self._swap_inventory(session)
+                return plan, configs, labels, drained
+
+            decided = await self.service.db.run(decide)
+            if decided is None:
+                raise recut.RecutRefused("conflict", "Nothing to re-cut: every node already has this layout.")
+            plan, configs, labels, drained = decided
+            record = recut.RecutRecord(
+                id=secrets.token_hex(6), created_by=actor, created_at=_now(),
+                nodes={node: recut.NodeProgress(config=node_labels[recut.MIG_CONFIG_LABEL])
+                       for node, node_labels in labels.items()},
+                gpus=[g for g in recut.plan_summary(plan)["gpus"] if g["recut"]],
+                drained={node: sorted(indices) for node, indices in drained.items()})
+            self.recuts[record.id] = record
+            try:
+                existing = await self.kube.current_mig_configs()
+                in_use = {lab.get(recut.MIG_CONFIG_LABEL) for lab in labels_now.values()} - {None}
+                await self.kube.write_mig_configs(merge_mig_configs(existing, configs, in_use))
+                for node, node_labels in sorted(labels.items()):
+                    await self.kube.label_node(node, node_labels)
+            except KubeCallFailed as exc:
+                record.status, record.detail = "error", f"Kubernetes refused the change: {exc}"
+                await self._undrain(record)
+                return record
+            log.info("re-cut %s by %s: %s", record.id, actor, {n: p.config for n, p in record.nodes.items()})
+            return record
+
+    # -- following ---------------------------------------------------------------
+
+    async def on_nodes_changed(self, changed: set[str] | None = None) -> RebuildReport:
+        """The watch saw GPU-relevant changes: advance re-cuts, then rebuild the desk."""
+        labels = self.node_labels()
+        for record in list(self.recuts.values()):
+            if recut.follow(record, labels) and record.finished:
+                log.info("re-cut %s %s: %s", record.id, record.status, record.detail)
+                for node in record.drained:
+                    self.draining.pop(node, None)
+        return await self.service.db.run(self._swap_inventory)
+
+    async def _undrain(self, record: recut.RecutRecord) -> None:
+        for node in record.drained:
+            self.draining.pop(node, None)
+        await self.service.db.run(self._swap_inventory)
+
+    def _swap_inventory(self, session) -> RebuildReport:
+        """Rebuild the desk over what the node watch sees, less the GPUs being re-cut."""
+        return rebuild_desk(session, self.desk, self.watch.inventory(), self.draining)
+
+
+def holder_words(session, allocation_id: str) -> str:
+    if allocation_id.startswith(DRAIN_HOLDER):
+        return "being re-cut"
+    alloc = session.get(Allocation, allocation_id)
+    if alloc is None:
+        return allocation_id
+    return f"{alloc.user}'s {alloc.slice} ({alloc.owner_kind} {alloc.owner_id})"

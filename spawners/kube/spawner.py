@@ -1,0 +1,212 @@
+"""GPUKubeSpawner: KubeSpawner that asks AstraGo what a user may run and where.
+
+Thin on purpose (kubespawner's 4,000-line spawner is the warning). The policy lives in
+pure modules and in the service:
+
+- profiles.py: the spawn page's choices (slice catalogue x groups x quota) and the
+  server-side re-check of what a spawn asked for;
+- queue.py: admission by the AstraGo service, with queue positions as progress;
+- pods.py: the pod's resources, selectors, tolerations, env and labels for the slice;
+- events.py: Kubernetes events in plain words.
+
+Kubernetes places the pod; the service only decides admission and which resource to ask
+for. Stopping (or a pod found gone) releases the allocation.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+
+from jupyterhub.spawner import SpawnException
+from kubespawner import KubeSpawner
+from traitlets import Bool, Dict, Enum, Float, List, Unicode, default
+
+from ..admission_client import AdmissionClient, AdmissionRefused, ServiceUnavailable
+from . import events, pods, profiles
+from .queue import wait_for_admission
+
+
+class GPUKubeSpawner(KubeSpawner):
+    """A user's JupyterLab in a pod on the GPU slice they chose, admitted by AstraGo."""
+
+    service_api_url = Unicode(config=True, help="The AstraGo service's API, e.g. "
+                              "http://127.0.0.1:10101/services/astrago/api/ (admission, offers).")
+    service_api_token = Unicode(config=True, help="Token of the spawner's identity at the service "
+                                "(scope custom:astrago:admissions). Default: $ASTRAGO_SPAWNER_TOKEN.")
+
+    @default("service_api_token")
+    def _token_default(self):
+        return os.environ.get("ASTRAGO_SPAWNER_TOKEN", "")
+
+    mig_strategy = Enum(["mixed", "single"], default_value="mixed", config=True,
+                        help="The GPU operator's MIG strategy (how the device plugin names MIG slices).")
+    pin_gpu_model = Bool(True, config=True, help="Ask Kubernetes for the GPU model the admission counted "
+                         "(node affinity on nvidia.com/gpu.product), so quota and the pod agree.")
+    group_slices = Dict(value_trait=List(Unicode()), config=True,
+                        help="Slices each JupyterHub group may use, e.g. {'team-a': ['1g.10gb', 'mps-25'], "
+                             "'*': ['cpu']}; '*' is everyone. Empty: no restriction beyond quota.")
+    queue_timeout = Float(600.0, config=True, help="Seconds a spawn may wait in the queue before it gives up.")
+    queue_poll_interval = Float(2.0, config=True, help="Seconds between queue position checks.")
+    default_cpu = Float(2.0, config=True, help="CPU cores counted against quota, guaranteed and the limit.")
+    default_memory_gib = Float(8.0, config=True, help="Memory (GiB) counted against quota, guaranteed and the limit.")
+
+    @default("profile_list")
+    def _profile_list_default(self):
+        return self.slice_profiles
+
+    @property
+    def admission(self) -> AdmissionClient:
+        return AdmissionClient(self.service_api_url, self.service_api_token)
+
+    @property
+    def owner_id(self) -> str:
+        return f"{self.user.name}/{self.name}"
+
+    def _groups(self) -> list[str]:
+        return sorted(g.name for g in self.user.groups)
+
+    async def slice_choices(self) -> list[profiles.SliceChoice]:
+        offers = await self.admission.offers(self.user.name, self._groups())
+        return profiles.slice_choices(offers, self._groups(), self.group_slices)
+
+    async def slice_profiles(self, spawner=None) -> list[dict]:
+        """`profile_list` (callable): what this user may start now."""
+        try:
+            return profiles.profile_list(await self.slice_choices())
+        except (ServiceUnavailable, AdmissionRefused) as exc:
+            self.log.warning("AstraGo offers for %s unavailable: %s", self.user.name, exc)
+            return []
+
+    # -- state -----------------------------------------------------------
+
+    allocation: dict | None = None
+    _unreleased: dict | None = None
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.allocation = state.get("astrago_allocation")
+
+    def get_state(self):
+        state = super().get_state()
+        if self.allocation:
+            state["astrago_allocation"] = self.allocation
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        if self.allocation:
+            self._unreleased = self.allocation
+        self.allocation = None
+
+    # -- progress --------------------------------------------------------
+
+    def _note(self, progress: int, message: str) -> None:
+        self._notes.append({"progress": progress, "message": message})
+        self._note_signal.set()
+
+    async def progress(self):
+        """AstraGo's notes (asking, queue position, admitted), then Kubernetes events in plain words."""
+        if hasattr(self, "_notes"):
+            sent = 0
+            while True:
+                while sent < len(self._notes):
+                    yield self._notes[sent]
+                    sent += 1
+                if self._admission_over.is_set() and sent == len(self._notes):
+                    break
+                self._note_signal.clear()
+                try:
+                    await asyncio.wait_for(self._note_signal.wait(), timeout=1)
+                except asyncio.TimeoutError:
+                    pass
+            if self._start_future is not None and self._start_future.done() and self.allocation is None:
+                return  # refused before a pod was asked for
+        last = None
+        slice_name = (self.allocation or {}).get("slice")
+        async for event in super().progress():
+            words = events.plain_words(event["raw_event"], slice_name) if event.get("raw_event") else None
+            if words:
+                event = {**event, "message": words[0].upper() + words[1:]}
+            if event.get("message") != last:
+                last = event.get("message")
+                yield event
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self):
+        self._notes, self._note_signal, self._admission_over = [], asyncio.Event(), asyncio.Event()
+        return super().start()
+
+    async def load_user_options(self):
+        """The choice was re-checked and its pod settings applied in `_start`, after admission."""
+
+    async def _start(self):
+        try:
+            await self._release("a new server starts")  # anything a crashed earlier spawn left behind
+            try:
+                choice = profiles.choose(self.user_options, await self.slice_choices())
+            except profiles.OptionsRefused as exc:
+                raise SpawnException(exc.message, reason=exc.kind) from None
+            except (ServiceUnavailable, AdmissionRefused) as exc:
+                raise SpawnException(f"AstraGo cannot check your choice right now: {exc}",
+                                     reason="service-unavailable") from None
+            self._note(10, f"Asking AstraGo for {choice.slice}")
+            decision = await wait_for_admission(
+                self.admission, owner_id=self.owner_id, user=self.user.name, groups=self._groups(),
+                slice_name=choice.slice, cpu=self.default_cpu, memory_gib=self.default_memory_gib,
+                note=self._note, timeout=self.queue_timeout, poll_interval=self.queue_poll_interval)
+            model = (decision.get("placement") or {}).get("model") if self.pin_gpu_model else None
+            self.allocation = {"id": decision["id"], "slice": choice.slice, "model": model}
+            self._apply_pod_settings(pods.slice_overrides(
+                choice.slice, model, self.mig_strategy, allocation_id=decision["id"], cpu=self.default_cpu,
+                memory_gib=self.default_memory_gib))
+            self._note(30, f"Admitted: {choice.slice} ({decision.get('gpu_units', 0):.2f} GPU units); "
+                           "asking Kubernetes for a pod")
+        finally:
+            self._admission_over.set()
+            self._note_signal.set()
+        try:
+            return await super()._start()
+        except BaseException:
+            await self._release("the server did not start")
+            raise
+
+    _configured_traits: dict | None = None
+
+    def _apply_pod_settings(self, overrides: dict) -> None:
+        """Lay a slice's settings over the configured traits (never over a previous slice's)."""
+        if self._configured_traits is None:
+            self._configured_traits = {}
+        for name, value in self._configured_traits.items():
+            setattr(self, name, copy.deepcopy(value))
+        for name in overrides:
+            self._configured_traits.setdefault(name, copy.deepcopy(getattr(self, name)))
+        for name, value in pods.merged_traits(self._configured_traits, overrides).items():
+            setattr(self, name, value)
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None and (self.allocation or self._unreleased):
+            await self._release("the server is gone")
+        return status
+
+    async def stop(self, now=False):
+        try:
+            await super().stop(now=now)
+        finally:
+            await self._release("server stopped")
+
+    async def _release(self, reason: str) -> None:
+        held = self.allocation or self._unreleased
+        self.allocation = self._unreleased = None
+        if not held:
+            return
+        self.log.info("Releasing %s (%s) of %s: %s", held["id"], held["slice"], self.owner_id, reason)
+        try:
+            await self.admission.release(held["id"], reason)
+        except AdmissionRefused as exc:
+            if exc.status != 404:
+                self.log.warning("Releasing %s failed: %s", held["id"], exc)
+        except ServiceUnavailable as exc:  # the service's reconciler releases it once the server is gone
+            self.log.warning("Releasing %s failed: %s", held["id"], exc)
