@@ -48,14 +48,18 @@ system-test-packages:
 	touch $@
 
 # rebuilt whenever the package changes, so users' servers see the current extensions
-.stamp-user-env: .stamp-venv $(shell find extensions -name '*.py' 2>/dev/null) pyproject.toml
+# (and jobs the current runner and client: they run from this environment)
+.stamp-user-env: .stamp-venv $(shell find extensions hub/jobs hub/client -name '*.py' 2>/dev/null) pyproject.toml
 	[ -x $(USER_ENV)/bin/python ] || $(PYTHON_BASE) -m venv $(USER_ENV)
 	@if [ "$(USER_ENV)" != "$(abspath $(VENV))" ]; then \
 	  $(USER_ENV)/bin/pip install -q --upgrade pip && \
 	  $(USER_ENV)/bin/pip install -q "jupyterhub==$$($(PY) -c 'import jupyterhub;print(jupyterhub.__version__)')" \
-	    "jupyterlab>=4.2,<5" requests && \
+	    "jupyterlab>=4.2,<5" requests "papermill>=2.6" ipykernel && \
 	  $(USER_ENV)/bin/pip install -q --no-deps --force-reinstall . && \
 	  chmod -R a+rX $(USER_ENV); fi
+	# every kernel of the user environment loads the AstraGo magics (%job, %%job, %jobs)
+	$(USER_ENV)/bin/python -m astrago.extensions.ipython_config $(USER_ENV)
+	chmod -R a+rX $(USER_ENV)/etc/ipython
 	touch $@
 
 clean-state:

@@ -195,6 +195,7 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     spawner_token = read_or_create_secret(data / "spawner_token")
     service_env = {
         "ASTRAGO_INVENTORY_FILE": settings.inventory_file,
+        "ASTRAGO_USER_ENV": settings.user_env,  # what jobs run with, like users' servers
         "ASTRAGO_DATA_DIR": str(data),
         "ASTRAGO_DB_URL": os.environ.get("ASTRAGO_DB_URL", f"sqlite:///{data / 'astrago.sqlite'}"),
         "PYTHONUNBUFFERED": "1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import realm_commands, up, upload
+from . import job, login, realm_commands, up, upload
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_parser(sub)
     realm_commands.add_parser(sub)
     upload.add_parser(sub)
+    job.add_parser(sub)
+    login.add_parser(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda args: print(__import__("astrago").__version__) or 0)
     return parser

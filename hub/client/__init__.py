@@ -99,5 +99,11 @@ class ServiceClient:
 
         return UploadsClient(self)
 
+    @property
+    def jobs(self):
+        from .jobs import JobsClient
+
+        return JobsClient(self)
+
 
 __all__ = ["AstraGoError", "ServiceClient", "discover", "problem_of"]

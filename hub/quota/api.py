@@ -206,6 +206,7 @@ class QuotaHandlerOne(QuotaHandler):
             row.updated_by = actor
             row.updated_at = datetime.now(timezone.utc).replace(tzinfo=None)
             session.flush()
+            self.desk.quotas_changed()
             admitted = self.desk.schedule(session)  # a raised quota may let queued requests in
             return before, admitted
 
@@ -225,6 +226,7 @@ class QuotaHandlerOne(QuotaHandler):
                 return None
             before = dict(row.limits)
             session.delete(row)
+            self.desk.quotas_changed()
             return before
 
         before = await self.db.run(drop)
@@ -382,6 +384,7 @@ class QuotaDecisionHandler(QuotaHandler):
                 quota.limits = {**(quota.limits or {}), **row.requested}
                 quota.updated_by = actor
                 session.flush()
+                self.desk.quotas_changed()
                 self.desk.schedule(session)
             return _request_dict(row)
 

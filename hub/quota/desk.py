@@ -9,6 +9,7 @@ run one service process, as DESIGN.md says).
 """
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 import uuid
@@ -18,7 +19,7 @@ from datetime import datetime, timezone
 from fractions import Fraction
 from typing import Iterator, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from astrago.spawners import slices
@@ -26,6 +27,7 @@ from astrago.spawners.inventory import ClusterInventory
 from astrago.spawners.placement import Placement, Placer
 
 from . import fairshare
+from .books import QuotaBook
 from .limits import QuotaLimits, Request, Usage, check, effective_quota
 from .models import AdmissionLock, Allocation, Quota
 
@@ -91,6 +93,8 @@ class AdmissionDesk:
         self.half_life_s = half_life_s
         self.gpu_hours_period_days = gpu_hours_period_days
         self.placer = Placer(inventory)
+        self._fit_cache: dict = {}
+        self._quota_book = QuotaBook()
 
     # -- start-up --------------------------------------------------------
 
@@ -144,8 +148,26 @@ class AdmissionDesk:
 
     # -- slices ----------------------------------------------------------
 
+    def quotas_changed(self) -> None:
+        """Call after changing the quotas table outside `admit`."""
+        self._quota_book.invalidate()
+
     def units_and_fit(self, slice_name: str) -> Fraction:
-        """GPU units of a slice here; raises AdmissionError when invalid or never placeable."""
+        """GPU units of a slice here; raises AdmissionError when invalid or never placeable.
+        Cached per slice name: the inventory is fixed for the desk's life."""
+        cached = self._fit_cache.get(slice_name)
+        if cached is None:
+            try:
+                cached = self._units_and_fit(slice_name)
+            except AdmissionError as exc:
+                cached = exc
+            if len(self._fit_cache) < 10_000:  # names come from clients: bound the cache
+                self._fit_cache[slice_name] = cached
+        if isinstance(cached, AdmissionError):
+            raise AdmissionError(cached.kind, cached.detail, cached.extra)
+        return cached
+
+    def _units_and_fit(self, slice_name: str) -> Fraction:
         try:
             request = slices.parse_slice(slice_name)
         except slices.InvalidSlice as exc:
@@ -182,8 +204,9 @@ class AdmissionDesk:
             if existing is not None:
                 return Outcome(self.describe(session, existing), created=False)
         units = self.units_and_fit(req.slice)
-        limits = self.limits_for(session, req.user, req.groups)
-        usage = self.usage_of(session, req.user)
+        self._quota_book.refresh(session)
+        limits = self._quota_book.limits(req.user, req.groups)
+        usage = self._held_now(session, req.user, with_hours=limits.gpu_hours is not None)
         request = Request(req.slice, units, Fraction(req.cpu).limit_denominator(1000),
                           Fraction(req.memory_gib).limit_denominator(1000))
         over = check(limits, usage, request)
@@ -200,7 +223,7 @@ class AdmissionDesk:
                                  + " Stop something you run, or ask for more quota on your My AstraGo page.",
                                  {"dimension": first.dimension, "left": first.to_dict()["left"],
                                   "exceeded": [o.to_dict() for o in over]})
-        weights = self._weights(session)
+        weights = {g: self._quota_book.weights[g] for g in req.groups if g in self._quota_book.weights}
         alloc = Allocation(
             id=str(uuid.uuid4()), client_key=req.client_key or str(uuid.uuid4()), owner_kind=req.owner_kind,
             owner_id=req.owner_id, user=req.user, groups=sorted(req.groups),
@@ -250,25 +273,29 @@ class AdmissionDesk:
         cycle itself is `plan_admissions`, pure and in memory, the same code the scheduler
         benchmark (bench/scheduler.py) times.
         """
-        queued = session.scalars(select(Allocation).where(Allocation.status == "queued")).all()
+        queued = session.execute(select(*_QUEUED_COLUMNS).where(Allocation.status == "queued")).all()
         if not queued:
             return []
         state = self._cycle_state(session, queued)
         result = plan_admissions(state.candidates, self.placer, group_usage=state.group_usage,
                                  user_usage=state.user_usage, weights=state.weights, limits=state.limits,
                                  usage=state.usage)
-        by_id = {a.id: a for a in queued}
         now = _now()
-        for alloc_id, placement in result.admitted:
-            alloc = by_id[alloc_id]
-            alloc.status = "admitted"
-            alloc.admitted_at = now
-            alloc.placement = placement_to_dict(placement)
-            alloc.reason = ""
-        for alloc_id, reason in result.reasons.items():
-            alloc = by_id[alloc_id]
-            if alloc.reason != reason:
-                alloc.reason = reason
+        if result.admitted:
+            rows = {a.id: a for a in session.scalars(select(Allocation).where(
+                Allocation.id.in_([i for i, _ in result.admitted])))}
+            for alloc_id, placement in result.admitted:
+                alloc = rows[alloc_id]
+                alloc.status = "admitted"
+                alloc.admitted_at = now
+                alloc.placement = placement_to_dict(placement)
+                alloc.reason = ""
+        current = {row.id: row.reason for row in queued}
+        changed = [{"aid": i, "why": why} for i, why in result.reasons.items() if current.get(i) != why]
+        if changed:  # one executemany, not an ORM object per waiting request
+            session.flush()
+            session.execute(update(Allocation.__table__).where(Allocation.__table__.c.id == bindparam("aid"))
+                            .values(reason=bindparam("why")), changed)
         session.flush()
         return [alloc_id for alloc_id, _ in result.admitted]
 
@@ -279,14 +306,19 @@ class AdmissionDesk:
         queued = session.scalars(select(Allocation).where(Allocation.status == "queued")).all()
         if not queued:
             return []
-        group_usage, user_usage = self._decayed_usage(session, time.time())
+        group_usage, user_usage = self._fair_usage(session, time.time())
         by_id = {a.id: a for a in queued}
         return [by_id[c.id] for c in fair_order([_candidate(a) for a in queued], group_usage, user_usage,
                                                 self._weights(session))]
 
     def positions(self, session: Session) -> dict[str, int]:
         """Queue position (1-based) of every queued request, computed once."""
-        return {a.id: n for n, a in enumerate(self.queue(session), start=1)}
+        queued = session.execute(select(*_QUEUED_COLUMNS).where(Allocation.status == "queued")).all()
+        if not queued:
+            return {}
+        group_usage, user_usage = self._fair_usage(session, time.time())
+        order = fair_order([_candidate(a) for a in queued], group_usage, user_usage, self._weights(session))
+        return {c.id: n for n, c in enumerate(order, start=1)}
 
     def describe(self, session: Session, alloc: Allocation, positions: Mapping[str, int] | None = None) -> dict:
         out = {
@@ -308,13 +340,50 @@ class AdmissionDesk:
 
     # -- internals ---------------------------------------------------------
 
-    def _weights(self, session: Session) -> dict[str, float]:
-        return {r.subject_name: r.weight for r in session.scalars(select(Quota).where(Quota.subject_kind == "group"))}
+    def _held_now(self, session: Session, user: str, *, with_hours: bool) -> Usage:
+        """What `user` holds now, read as plain columns (the admission path: no ORM objects);
+        GPU-hours only when the user's quota limits them."""
+        rows = session.execute(select(Allocation.units_num, Allocation.units_den, Allocation.cpu,
+                                      Allocation.memory_gib, Allocation.slice)
+                               .where(Allocation.user == user, Allocation.status == "admitted")).all()
+        if with_hours:
+            hours = self.usage_of(session, user).gpu_hours
+        else:
+            hours = Fraction(0)
+        counts: dict = {}
+        for *_, slice_name in rows:
+            counts[slice_name] = counts.get(slice_name, 0) + 1
+        return Usage(gpu_units=sum((Fraction(n, d) for n, d, *_ in rows), Fraction(0)),
+                     cpu=Fraction(sum(r[2] for r in rows)).limit_denominator(1000),
+                     memory_gib=Fraction(sum(r[3] for r in rows)).limit_denominator(1000),
+                     servers=len(rows), gpu_hours=hours, profile_counts=counts)
+
+    def _weights(self, session: Session, groups: list[str] | None = None) -> dict[str, float]:
+        """Fair-share weights of groups (only `groups` when given: the per-request path)."""
+        q = select(Quota.subject_name, Quota.weight).where(Quota.subject_kind == "group")
+        if groups is not None:
+            if not groups:
+                return {}
+            q = q.where(Quota.subject_name.in_(groups))
+        return {name: weight for name, weight in session.execute(q)}
+
+    def _fair_usage(self, session: Session, now: float) -> tuple[dict, dict]:
+        """(group, user) usage as the fair order weighs it: decayed GPU-hours plus what is held now
+        (`committed_usage`)."""
+        group_usage, user_usage = self._decayed_usage(session, now)
+        held_group: dict[str, float] = {}
+        held_user: dict[str, float] = {}
+        for user, group, num, den in session.execute(select(Allocation.user, Allocation.accounting_group,
+                                                            Allocation.units_num, Allocation.units_den)
+                                                     .where(Allocation.status == "admitted")):
+            held_group[group] = held_group.get(group, 0.0) + num / den
+            held_user[user] = held_user.get(user, 0.0) + num / den
+        return committed_usage(group_usage, held_group), committed_usage(user_usage, held_user)
 
     def _cycle_state(self, session: Session, queued) -> "CycleState":
         """Everything a cycle needs, read in a few queries (not one per waiting request)."""
         now = time.time()
-        group_usage, user_usage = self._decayed_usage(session, now)
+        group_usage, user_usage = self._fair_usage(session, now)
         weights = self._weights(session)
         users = {a.user for a in queued}
         quotas = session.scalars(select(Quota)).all()
@@ -386,6 +455,12 @@ def count_active(session: Session) -> int:
 
 UNLIMITED = QuotaLimits()
 
+#: what a cycle reads of each queued request (plain rows: loading 10,000 ORM objects costs more
+#: than the cycle itself)
+_QUEUED_COLUMNS = (Allocation.id, Allocation.user, Allocation.accounting_group, Allocation.created_at,
+                   Allocation.priority, Allocation.slice, Allocation.units_num, Allocation.units_den,
+                   Allocation.cpu, Allocation.memory_gib, Allocation.groups, Allocation.reason)
+
 #: within one cycle, each admission counts against its group and user as this many hours of
 #: its GPU units, so capacity freed at once is shared out rather than going to one group
 ADMISSION_CHARGE_HOURS = 1.0
@@ -423,21 +498,34 @@ class CycleResult:
     considered: int = 0  # candidates looked at before the cycle could stop
 
 
-def _candidate(a: Allocation) -> Candidate:
+def _candidate(a) -> Candidate:
+    """A queued allocation (an ORM object or a `_QUEUED_COLUMNS` row) as a cycle sees it."""
     return Candidate(a.id, a.user, a.accounting_group, _ts(a.created_at), a.priority, a.slice,
-                     Fraction(a.units_num, a.units_den), Fraction(a.cpu).limit_denominator(1000),
-                     Fraction(a.memory_gib).limit_denominator(1000))
+                     _units(a.units_num, a.units_den), _amount(a.cpu), _amount(a.memory_gib))
+
+
+@functools.lru_cache(maxsize=4096)
+def _units(num: int, den: int) -> Fraction:
+    return Fraction(num, den)
+
+
+@functools.lru_cache(maxsize=4096)
+def _amount(value: float) -> Fraction:
+    return Fraction(value).limit_denominator(1000)
 
 
 def iter_fair_order(candidates, group_usage: Mapping[str, float], user_usage: Mapping[str, float],
-                    weights: Mapping[str, float], charge_hours: float = ADMISSION_CHARGE_HOURS) -> Iterator[Candidate]:
+                    weights: Mapping[str, float], charge_hours: float = ADMISSION_CHARGE_HOURS,
+                    charge_all: bool = True) -> Iterator[Candidate]:
     """The queue in the order it is served (pure, lazy).
 
-    Hierarchical fair share by decayed usage: the group furthest below its weighted share
-    goes next, inside it the user with the least decayed usage, inside a user the highest
-    priority, then first come first served. Every request taken charges its group and user
-    `units x charge_hours`, so groups and users interleave instead of one taking all.
-    Lazy: a cycle that runs out of capacity stops pulling, and the rest is never ordered.
+    Hierarchical fair share by usage: the group furthest below its weighted share goes next,
+    inside it the user with the least usage, inside a user the highest priority, then first
+    come first served. A request taken charges its group and user `units x charge_hours`, so
+    groups and users interleave instead of one taking everything freed at once. With
+    `charge_all=False` only requests the consumer confirms (`generator.send(True)`) are charged:
+    a group whose head does not fit keeps its turn. Lazy: a cycle that runs out of capacity
+    stops pulling, and the rest is never ordered.
     """
     groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for c in candidates:
@@ -452,13 +540,13 @@ def iter_fair_order(candidates, group_usage: Mapping[str, float], user_usage: Ma
         heapq.heapify(uheap)
         heap.append((group_usage.get(group, 0.0) / weight, group, weight, uheap))
     heapq.heapify(heap)
-    pop, push = heapq.heappop, heapq.heappush
+    pop = heapq.heappop
     while heap:
         key, group, weight, uheap = heap[0]
         ukey, user, items, i = uheap[0]
         c = items[i]
-        yield c
-        charge = float(c.units) * charge_hours
+        taken = yield c
+        charge = float(c.units) * charge_hours if (charge_all or taken) else 0.0
         if i + 1 < len(items):
             heapq.heapreplace(uheap, (ukey + charge, user, items, i + 1))
         else:
@@ -467,6 +555,17 @@ def iter_fair_order(candidates, group_usage: Mapping[str, float], user_usage: Ma
             heapq.heapreplace(heap, (key + charge / weight, group, weight, uheap))
         else:
             pop(heap)
+
+
+def committed_usage(decayed: Mapping[str, float], held_units: Mapping[str, float],
+                    charge_hours: float = ADMISSION_CHARGE_HOURS) -> dict[str, float]:
+    """Usage as the fair order sees it (pure): decayed GPU-hours so far, plus what is held now
+    counted as `charge_hours` more of it, so a group that was just given much does not look
+    idle until its jobs have run for a while."""
+    out = dict(decayed)
+    for subject, units in held_units.items():
+        out[subject] = out.get(subject, 0.0) + units * charge_hours
+    return out
 
 
 def _within_user(c: Candidate):
@@ -519,40 +618,45 @@ def plan_admissions(candidates, placer: Placer, *, group_usage: Mapping[str, flo
     slices_waiting = {c.slice for c in candidates}
     considered = 0
     limited: dict[str, QuotaLimits | None] = {}  # user -> limits, None when unlimited
-    for c in iter_fair_order(candidates, group_usage, user_usage, weights, charge_hours):
+    order = iter_fair_order(candidates, group_usage, user_usage, weights, charge_hours, charge_all=False)
+    c = next(order, None)
+    while c is not None:
         considered += 1
+        taken = False
         why = full.get(c.slice)
-        if why is not None:
-            reasons[c.id] = why
-            continue
-        try:
-            lim = limited[c.user]
-        except KeyError:
-            lim = limits.get(c.user)
-            lim = limited[c.user] = None if lim is None or lim == UNLIMITED else lim
-        if lim is not None:
-            key = (c.user, c.slice, c.cpu, c.memory_gib)
-            why = over.get(key)
+        if why is None:
+            try:
+                lim = limited[c.user]
+            except KeyError:
+                lim = limits.get(c.user)
+                lim = limited[c.user] = None if lim is None or lim == UNLIMITED else lim
+            if lim is not None:
+                key = (c.user, c.slice, c.cpu, c.memory_gib)
+                why = over.get(key)
+                if why is None:
+                    h = held.get(c.user)
+                    if h is None:
+                        h = held[c.user] = _Held(usage.get(c.user) or Usage())
+                    exceeded = check(lim, h.usage(), Request(c.slice, c.units, c.cpu, c.memory_gib))
+                    if exceeded:
+                        why = over[key] = "over quota: " + " ".join(o.sentence() for o in exceeded)
             if why is None:
-                h = held.get(c.user)
-                if h is None:
-                    h = held[c.user] = _Held(usage.get(c.user) or Usage())
-                exceeded = check(lim, h.usage(), Request(c.slice, c.units, c.cpu, c.memory_gib))
-                if exceeded:
-                    why = over[key] = "over quota: " + " ".join(o.sentence() for o in exceeded)
-            if why is not None:
-                reasons[c.id] = why
-                continue
-        placement = placer.place(c.id, c.slice)
-        if placement is None:
-            full[c.slice] = f"waiting: {placer.last_refusal or 'no capacity'}"
-            reasons[c.id] = full[c.slice]
+                placement = placer.place(c.id, c.slice)
+                if placement is None:
+                    why = full[c.slice] = f"waiting: {placer.last_refusal or 'no capacity'}"
+                else:
+                    taken = True
+                    admitted.append((c.id, placement))
+                    if lim is not None:
+                        held[c.user].add(c)
+        if not taken:
+            reasons[c.id] = why
             if len(full) == len(slices_waiting):
                 break  # nothing in the queue can be placed any more this cycle
-            continue
-        admitted.append((c.id, placement))
-        if lim is not None:
-            held[c.user].add(c)
+        try:
+            c = order.send(taken)
+        except StopIteration:
+            break
     if len(full) == len(slices_waiting) and considered < len(candidates):
         done = {cid for cid, _ in admitted}
         for c in candidates:

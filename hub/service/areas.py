@@ -14,6 +14,7 @@ AREAS = {
     "audit": "astrago.hub.service.audit_api",
     "uploads": "astrago.hub.uploads.api",
     "quota": "astrago.hub.quota.api",
+    "jobs": "astrago.hub.jobs.api",
     "fleet": "astrago.hub.fleet.api",
 }
 

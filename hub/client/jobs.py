@@ -1,0 +1,155 @@
+"""Jobs from Python: submit, list, follow and cancel (`ServiceClient().jobs` or `JobsClient()`).
+
+Used by the `astrago job` CLI and the notebook magics; errors raise `AstraGoError` with the
+service's sentence.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterator
+
+import requests
+
+from . import AstraGoError, ServiceClient, problem_of
+
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+
+
+class JobsClient:
+    def __init__(self, client: ServiceClient | None = None):
+        self.client = client or ServiceClient()
+
+    def submit(self, **spec) -> dict:
+        """POST api/jobs with the spec's fields (kind, input, code, command, parameters, slice, cpu,
+        memory, name, env, priority, max_runtime, retries, workdir); returns the job."""
+        body = {k: v for k, v in spec.items() if v is not None}
+        return self.client.request("POST", "api/jobs", json=body, ok=(201,)).json()
+
+    def list(self, *, user: str | None = None, status: str | None = None, limit: int = 200) -> list[dict]:
+        params = {"limit": limit}
+        if user:
+            params["user"] = user
+        if status:
+            params["status"] = status.upper()
+        return self.client.get_json("api/jobs", params=params)["jobs"]
+
+    def get(self, job_id: str) -> dict:
+        return self.client.get_json(f"api/jobs/{_id(job_id)}")
+
+    def cancel(self, job_id: str) -> dict:
+        return self.client.request("POST", f"api/jobs/{_id(job_id)}/cancel").json()
+
+    def log(self, job_id: str, offset: int = 0) -> tuple[str, int]:
+        """(log text from `offset`, the offset to continue from)."""
+        r = self.client.request("GET", f"api/jobs/{_id(job_id)}/log", params={"offset": offset})
+        return r.content.decode("utf-8", errors="replace"), int(r.headers.get("X-Log-Next-Offset", offset))
+
+    def follow(self, job_id: str, offset: int = 0, *, timeout: float = 3600 * 24) -> Iterator[tuple[str, dict]]:
+        """Server-sent events of a job: ("log", {"text", "offset", "attempt"}), ("status", job), and
+        finally ("end", {"status", "exit_code", "reason", "outputs"}). Reconnects (resuming from the
+        last offset) when the connection drops."""
+        last_id = None
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_id:
+                headers["Last-Event-ID"] = last_id
+            params = {} if last_id else {"offset": offset}
+            try:
+                response = self.client.session.get(self.client.absolute(f"api/jobs/{_id(job_id)}/events"),
+                                                   params=params, headers=headers, stream=True,
+                                                   timeout=(30, timeout))
+            except requests.ConnectionError as exc:
+                raise AstraGoError(f"Cannot reach the AstraGo service at {self.client.url}: {exc}") from None
+            if response.status_code != 200:
+                raise problem_of(response)
+            try:
+                for event, data, event_id in _parse_sse(response.iter_lines(decode_unicode=True)):
+                    if event_id:
+                        last_id = event_id
+                    yield event, data
+                    if event == "end":
+                        return
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                continue  # dropped: resume from the last event id
+            finally:
+                response.close()
+
+
+def _id(job_id: str) -> str:
+    job_id = str(job_id).strip()
+    if not job_id or "/" in job_id:
+        raise AstraGoError(f"{job_id!r} is not a job id (they look like 3f2a9c1b7d4e).")
+    return job_id
+
+
+def _parse_sse(lines) -> Iterator[tuple[str, dict, str | None]]:
+    """(event, data as JSON, id) from server-sent event lines."""
+    event, data, event_id = "message", [], None
+    for line in lines:
+        if line is None:
+            continue
+        if line == "":
+            if data:
+                try:
+                    payload = json.loads("\n".join(data))
+                except ValueError:
+                    payload = {"text": "\n".join(data)}
+                yield event, payload, event_id
+            event, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+
+
+def describe(job: dict) -> str:
+    """One line about a job for people."""
+    text = f"Job {job['id']} ({job['name']}) on {job['slice']}: {job['status']}"
+    if job.get("reason") and job["status"] not in ("COMPLETED",):
+        text += f" — {job['reason']}"
+    if job.get("exit_code") is not None and job["status"] != "COMPLETED":
+        text += f" (exit code {job['exit_code']})"
+    return text
+
+
+def table(jobs: list[dict], *, owner: bool = False) -> str:
+    """Jobs as a plain-text table."""
+    cols = ["ID", "NAME", "STATUS", "SLICE", "CREATED"] + (["OWNER"] if owner else []) + ["REASON"]
+    rows = []
+    for j in jobs:
+        row = [j["id"], j["name"][:30], j["status"], j["slice"], (j.get("created_at") or "")[:19].replace("T", " ")]
+        if owner:
+            row.append(j["owner"])
+        row.append((j.get("reason") or "")[:60])
+        rows.append(row)
+    if not rows:
+        return "No jobs."
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*r).rstrip() for r in [cols, *rows])
+
+
+def parse_params(pairs) -> dict:
+    """['lr=0.1', 'epochs=3'] or [('lr', '0.1')] -> {'lr': 0.1, 'epochs': 3} (values as JSON when they parse)."""
+    from astrago.hub.jobs.spec import parse_cli_value
+
+    out = {}
+    for pair in pairs or []:
+        if isinstance(pair, (list, tuple)):
+            key, value = pair
+        else:
+            key, sep, value = str(pair).partition("=")
+            if not sep:
+                raise AstraGoError(f"A parameter is NAME=VALUE (like lr=0.1), not {pair!r}.")
+        key = key.strip()
+        if not key.isidentifier():
+            raise AstraGoError(f"Parameter name {key!r} is not a valid Python name.")
+        out[key] = parse_cli_value(value)
+    return out

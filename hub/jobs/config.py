@@ -1,0 +1,101 @@
+"""Settings of the jobs area (traitlets, `c.JobsConfig.<name>` in the service's config)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
+from traitlets.config import Configurable
+
+
+class JobsConfig(Configurable):
+    """How jobs run: where, as whom, with which limits, and how often the scheduler looks."""
+
+    executor = Enum(["local", "kubernetes"], config=True,
+                    help="Where jobs run: 'local' (processes on this machine, embedded mode) or 'kubernetes' "
+                    "(batch/v1 Jobs, cluster mode). Default: by the service's mode.")
+
+    @default("executor")
+    def _default_executor(self):
+        return "kubernetes" if getattr(self.parent, "mode", "embedded") == "cluster" else "local"
+
+    data_dir = Unicode(config=True, help="Where job logs, exit statuses and launch specs are kept. "
+                       "Default: <service data dir>/jobs.")
+
+    @default("data_dir")
+    def _default_data_dir(self):
+        base = getattr(self.parent, "data_dir", None) or os.environ.get("ASTRAGO_DATA_DIR") or str(Path.cwd())
+        return str(Path(base) / "jobs")
+
+    cycle_interval = Float(2.0, config=True,
+                           help="Seconds between scheduling cycles when nothing wakes the scheduler sooner "
+                           "(a submission, a cancellation or a finished job wake it at once).")
+
+    poll_interval = Float(0.5, config=True, help="Seconds between checks of running jobs' processes.")
+
+    cancel_grace_seconds = Float(10.0, config=True,
+                                 help="After SIGTERM, how long a cancelled or timed-out job may take to exit "
+                                 "before it is killed (SIGKILL).")
+
+    default_cpu = Float(1.0, config=True, help="CPU cores a job asks for when its spec does not say.")
+    default_memory_gib = Float(4.0, config=True, help="Memory (GiB) a job asks for when its spec does not say.")
+    max_runtime_limit_hours = Float(7 * 24.0, config=True,
+                                    help="The longest max_runtime a job may ask for; also the max_runtime of a job "
+                                    "that does not say (0: no limit).")
+
+    # -- local executor ---------------------------------------------------
+
+    user_env_prefix = Unicode(config=True,
+                              help="Python environment that runs jobs (the users' environment, with papermill and "
+                              "ipykernel; readable by every account). Default: $ASTRAGO_USER_ENV, else the "
+                              "service's own environment.")
+
+    @default("user_env_prefix")
+    def _default_user_env(self):
+        return os.environ.get("ASTRAGO_USER_ENV") or sys.prefix
+
+    system_user_prefix = Unicode("astrago-", config=True,
+                                 help="Prefix of users' system accounts (as LocalGPUSpawner.system_user_prefix).")
+    home_template = Unicode("/home/{system_user}", config=True,
+                            help="A user's storage root and the default working directory of their jobs; "
+                            "{system_user} is the account, {username} the hub name.")
+    create_accounts = Unicode("auto", config=True,
+                              help="Create a user's system account on their first job when it is missing: "
+                              "'auto' (when running as root), 'yes' or 'no'.")
+    cgroup_root = Unicode(config=True,
+                          help="A cgroup v2 directory the service may create job cgroups under (cpu.max, "
+                          "memory.max, cgroup.kill). Default: the first writable cgroup v2 mount with the cpu and "
+                          "memory controllers, else none (limits are then not enforced; see docs/jobs.md).")
+    enforce_limits = Bool(True, config=True, help="Put each local job in its own cgroup with its cpu and memory "
+                          "limits when a delegated cgroup v2 hierarchy is available.")
+    mps_pipe_dir = Unicode("/tmp/nvidia-mps", config=True, help="CUDA_MPS_PIPE_DIRECTORY of the MPS daemon.")
+    mps_log_dir = Unicode("/var/log/nvidia-mps", config=True, help="CUDA_MPS_LOG_DIRECTORY of the MPS daemon.")
+    extra_env = Dict(config=True, help="Extra environment variables for every job.")
+
+    # -- Kubernetes executor ----------------------------------------------
+
+    namespace = Unicode(config=True, help="Namespace jobs are created in. Default: the service's own namespace "
+                        "(from the service account), else 'default'.")
+
+    @default("namespace")
+    def _default_namespace(self):
+        path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        return path.read_text().strip() if path.exists() else "default"
+
+    image = Unicode("astrago/singleuser:latest", config=True,
+                    help="Image of a job whose spec names none (the single-user image, with the AstraGo runner).")
+    mig_strategy = Enum(["mixed", "single"], default_value="mixed", config=True,
+                        help="The NVIDIA device plugin's MIG strategy in the cluster.")
+    service_account = Unicode("", config=True, help="Service account of job pods ('' : the namespace default).")
+    run_as_uid = Integer(1000, config=True, help="UID job containers run as (never 0).")
+    run_as_gid = Integer(100, config=True, help="GID job containers run as.")
+    home_claim_template = Unicode("claim-{username}", config=True,
+                                  help="The user's storage PersistentVolumeClaim, mounted at home_mount_path "
+                                  "(z2jh's default naming). Empty: no volume.")
+    home_mount_path = Unicode("/home/jovyan", config=True, help="Where the user's storage is mounted in job pods.")
+    ttl_seconds_after_finished = Integer(24 * 3600, config=True,
+                                         help="Kubernetes removes a finished Job (and its pods) after this long.")
+    node_selector = Dict(config=True, help="Extra node selector for job pods.")
+    extra_labels = Dict(config=True, help="Extra labels on job objects and pods.")
+    image_pull_secrets = List(Unicode(), config=True, help="Names of image pull secrets for job pods.")

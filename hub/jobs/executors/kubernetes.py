@@ -1,0 +1,188 @@
+"""The Kubernetes executor: each attempt is a batch/v1 Job (built by `astrago.hub.jobs.manifests`).
+
+Kubernetes places and runs it (the scheduler and NVIDIA's device plugin bind the slice); the
+service creates the Job, follows its pod's log into the job's log file (so the API streams
+logs the same way in both modes), reads the exit code from the pod's terminated container,
+and deletes the Job (with its pods) on cancel or timeout. After a restart the Job is found
+again by name; one that is gone is FAILED with the reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..manifests import CONTAINER, job_manifest, job_name
+from .base import ExecutorError, Exit, JobRun, Launch
+from .local import notebook_output_path
+
+log = logging.getLogger("astrago.jobs")
+
+
+class KubernetesExecutor:
+    name = "kubernetes"
+    limits_note = ""
+
+    def __init__(self, config, api_client=None):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self._api_client = api_client
+        self._followers: dict[str, asyncio.Task] = {}
+
+    async def api(self):
+        if self._api_client is None:
+            from kubernetes_asyncio import client, config as kube_config
+
+            try:
+                kube_config.load_incluster_config()
+            except kube_config.ConfigException:
+                await kube_config.load_kube_config()
+            self._api_client = client.ApiClient()
+        return self._api_client
+
+    async def _batch(self):
+        from kubernetes_asyncio import client
+
+        return client.BatchV1Api(await self.api())
+
+    async def _core(self):
+        from kubernetes_asyncio import client
+
+        return client.CoreV1Api(await self.api())
+
+    def log_path(self, run: JobRun) -> Path:
+        return self.data_dir / run.id / f"attempt-{run.attempt}.log"
+
+    def manifest(self, run: JobRun, output: str) -> dict:
+        c = self.config
+        return job_manifest(run, namespace=c.namespace, image=run.image or c.image, output=output,
+                            model=run.placement.get("model"), strategy=c.mig_strategy,
+                            service_account=c.service_account, run_as_uid=c.run_as_uid, run_as_gid=c.run_as_gid,
+                            home_claim=c.home_claim_template.format(username=run.owner) if c.home_claim_template else "",
+                            home_mount_path=c.home_mount_path, ttl_seconds_after_finished=c.ttl_seconds_after_finished,
+                            node_selector=dict(c.node_selector), extra_labels=dict(c.extra_labels),
+                            image_pull_secrets=list(c.image_pull_secrets))
+
+    async def start(self, run: JobRun) -> Launch:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        output = notebook_output_path(run.input, datetime.now(timezone.utc)) if run.kind == "notebook" else ""
+        manifest = self.manifest(run, output)
+        self.log_path(run).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            await (await self._batch()).create_namespaced_job(self.config.namespace, manifest)
+        except ApiException as exc:
+            raise ExecutorError(f"Kubernetes refused the job: {exc.status} {exc.reason}") from None
+        process = {"namespace": self.config.namespace, "name": manifest["metadata"]["name"]}
+        self._follow(run)
+        return Launch(process=process, log_path=str(self.log_path(run)), outputs=[output] if output else [])
+
+    # -- logs -------------------------------------------------------------------
+
+    def _follow(self, run: JobRun) -> None:
+        task = self._followers.get(run.marker)
+        if task is None or task.done():
+            self._followers[run.marker] = asyncio.get_running_loop().create_task(self._stream_log(run))
+
+    async def _pod(self, run: JobRun):
+        pods = await (await self._core()).list_namespaced_pod(
+            self.config.namespace, label_selector=f"job-name={job_name(run.id, run.attempt)}")
+        return pods.items[0] if pods.items else None
+
+    async def _stream_log(self, run: JobRun) -> None:
+        """Copy the pod's log into the job's log file as it is written (from the start)."""
+        path = self.log_path(run)
+        try:
+            while True:
+                pod = await self._pod(run)
+                if pod is not None and pod.status.phase in ("Running", "Succeeded", "Failed"):
+                    break
+                await asyncio.sleep(1.0)
+            response = await (await self._core()).read_namespaced_pod_log(
+                pod.metadata.name, self.config.namespace, container=CONTAINER, follow=True,
+                _preload_content=False)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            try:
+                async for chunk in response.content.iter_any():
+                    os.write(fd, chunk)
+            finally:
+                os.close(fd)
+                response.release()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("following the log of job %s failed: %s", run.id, exc)
+
+    # -- watching -------------------------------------------------------------------
+
+    async def poll(self, run: JobRun) -> Exit | None:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        name = run.process.get("name") or job_name(run.id, run.attempt)
+        try:
+            job = await (await self._batch()).read_namespaced_job_status(name, self.config.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return Exit(None, f"its Kubernetes Job {name} is gone", lost=True)
+            raise
+        self._follow(run)
+        status = job.status
+        if status.succeeded:
+            await self._drain(run)
+            return Exit(0, "exited with code 0")
+        if status.failed or any(c.type == "Failed" and c.status == "True" for c in (status.conditions or [])):
+            reason = next((f"{c.reason}: {c.message}" for c in (status.conditions or [])
+                           if c.type == "Failed" and c.status == "True"), "its pod failed")
+            code = await self._exit_code(run)
+            await self._drain(run)
+            if code is None:
+                return Exit(None, f"Kubernetes: {reason}")
+            return Exit(code, f"exited with code {code}")
+        return None
+
+    async def _exit_code(self, run: JobRun) -> int | None:
+        pod = await self._pod(run)
+        if pod is None:
+            return None
+        for status in pod.status.container_statuses or []:
+            if status.name == CONTAINER and status.state and status.state.terminated:
+                return status.state.terminated.exit_code
+        return None
+
+    async def _drain(self, run: JobRun, timeout: float = 5.0) -> None:
+        task = self._followers.pop(run.marker, None)
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except (asyncio.TimeoutError, Exception):
+                task.cancel()
+
+    async def stop(self, run: JobRun) -> list[str]:
+        """Delete the Job and its pods; returns pod names still there after the grace period."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        name = run.process.get("name") or job_name(run.id, run.attempt)
+        try:
+            await (await self._batch()).delete_namespaced_job(
+                name, self.config.namespace, propagation_policy="Foreground",
+                grace_period_seconds=int(self.config.cancel_grace_seconds))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise ExecutorError(f"Kubernetes refused to delete the job: {exc.status} {exc.reason}") from None
+        task = self._followers.pop(run.marker, None)
+        if task is not None:
+            task.cancel()
+        deadline = asyncio.get_running_loop().time() + self.config.cancel_grace_seconds + 30
+        while True:
+            pod = await self._pod(run)
+            if pod is None or asyncio.get_running_loop().time() > deadline:
+                return [] if pod is None else [pod.metadata.name]
+            await asyncio.sleep(1.0)
+
+    async def reattach(self, run: JobRun) -> Exit | None:
+        ended = await self.poll(run)
+        if ended is not None and not ended.lost:
+            return Exit(ended.exit_code, f"{ended.reason}, while AstraGo was restarting")
+        return ended

@@ -1,0 +1,277 @@
+"""The local executor: each job attempt is a process running as the user's own system account.
+
+Like JupyterHub's LocalProcessSpawner: fork, (join the job's cgroup while still root,)
+drop to the account's uid/gid and groups, exec the runner from the users' environment.
+Never as root. The process gets the placement's GPU environment (CUDA_VISIBLE_DEVICES
+with the admitted GPU or MIG UUIDs, the MPS variables), writes its log through a file
+descriptor onto `<jobs data dir>/<id>/attempt-<n>.log`, and its exit status onto
+`attempt-<n>.status` (files only the service can open). It runs in a session of its own,
+so it outlives a restart of the service, which finds it again by pid + start time.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pwd
+from datetime import datetime, timezone
+from pathlib import Path
+
+from astrago.spawners.local.accounts import AccountError, ensure_account, system_username
+from astrago.spawners.local.devices import env_for_placement
+
+from . import procs
+from .base import ExecutorError, Exit, JobRun, Launch
+from .cgroups import JobCgroups, find_root
+
+log = logging.getLogger("astrago.jobs")
+
+
+def notebook_output_path(input_path: str, when: datetime) -> str:
+    """Where the executed notebook goes: beside the input, with a UTC timestamp (pure).
+
+    /home/u/train.ipynb started 2026-03-01 12:00:05 UTC -> /home/u/train-20260301T120005Z.ipynb
+    """
+    base, _ = os.path.splitext(input_path)
+    return f"{base}-{when.strftime('%Y%m%dT%H%M%SZ')}.ipynb"
+
+
+def launch_spec(run: JobRun, output: str) -> dict:
+    """What the runner is told (pure)."""
+    return {"id": run.id, "attempt": run.attempt, "kind": run.kind, "input": run.input, "code": run.code,
+            "command": run.command, "parameters": dict(run.parameters), "workdir": run.workdir, "output": output}
+
+
+def process_env(run: JobRun, account: pwd.struct_passwd, user_env_prefix: str, *, extra: dict | None = None,
+                mps_pipe_dir: str = "", mps_log_dir: str = "") -> dict[str, str]:
+    """The job process's environment (pure): the account's, the user's own variables, then the
+    GPU placement's and AstraGo's, which the user's may not override."""
+    env = {
+        "PATH": f"{Path(user_env_prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name,
+        "SHELL": account.pw_shell or "/bin/sh", "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra or {})
+    env.update(run.env)
+    env.update(env_for_placement(run.slice, run.placement, mps_pipe_dir=mps_pipe_dir, mps_log_dir=mps_log_dir))
+    env.update({"ASTRAGO_JOB_ID": run.id, "ASTRAGO_JOB_ATTEMPT": str(run.attempt),
+                procs.MARKER_VAR: run.marker, "ASTRAGO_JOB_NAME": run.name})
+    return env
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, config):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self._children: dict[str, object] = {}  # marker -> Popen of processes this service started
+        root, why = (None, "limits are switched off (JobsConfig.enforce_limits)")
+        if config.enforce_limits:
+            root, why = find_root(config.cgroup_root)
+        self.cgroups = JobCgroups(root) if root else None
+        self.limits_note = "" if root else f"cpu and memory limits are not enforced here: {why}."
+
+    # -- paths --------------------------------------------------------------
+
+    def _attempt_dir(self, run: JobRun) -> Path:
+        return self.data_dir / run.id
+
+    def log_path(self, run: JobRun) -> Path:
+        return self._attempt_dir(run) / f"attempt-{run.attempt}.log"
+
+    def status_path(self, run: JobRun) -> Path:
+        return self._attempt_dir(run) / f"attempt-{run.attempt}.status"
+
+    def home_of(self, user: str) -> str:
+        account = system_username(user, self.config.system_user_prefix)
+        return self.config.home_template.format(system_user=account, username=user)
+
+    # -- start ----------------------------------------------------------------
+
+    async def start(self, run: JobRun) -> Launch:
+        return await asyncio.to_thread(self._start, run)
+
+    def _start(self, run: JobRun) -> Launch:
+        try:
+            account_name = system_username(run.owner, self.config.system_user_prefix)
+            create = {"yes": True, "no": False}.get(self.config.create_accounts, os.geteuid() == 0)
+            account = ensure_account(account_name, self.home_of(run.owner), create=create)
+        except AccountError as exc:
+            raise ExecutorError(str(exc)) from None
+        if account.pw_uid == 0:
+            raise ExecutorError("Refusing to run a job as root.")
+        if os.geteuid() != 0 and account.pw_uid != os.geteuid():
+            raise ExecutorError(f"AstraGo does not run as root here, so it cannot run jobs as {account.pw_name}.")
+        python = Path(self.config.user_env_prefix) / "bin" / "python"
+        if not python.exists():
+            raise ExecutorError(f"{python} is missing: the users' environment is not set up (run 'make run').")
+        now = datetime.now(timezone.utc)
+        output = notebook_output_path(run.input, now) if run.kind == "notebook" else ""
+        folder = self._attempt_dir(run)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        spec_file = folder / f"attempt-{run.attempt}.spec.json"
+        spec_file.write_text(json.dumps(launch_spec(run, output)))
+        env = process_env(run, account, self.config.user_env_prefix, extra=dict(self.config.extra_env),
+                          mps_pipe_dir=self.config.mps_pipe_dir, mps_log_dir=self.config.mps_log_dir)
+        log_fd = os.open(self.log_path(run), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        status_fd = os.open(self.status_path(run), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        spec_fd = os.open(spec_file, os.O_RDONLY | os.O_NOFOLLOW)
+        env["ASTRAGO_JOB_STATUS_FD"] = str(status_fd)
+        cgroup = None
+        note = self.limits_note
+        if self.cgroups is not None:
+            try:
+                cgroup = self.cgroups.create(run.marker, run.cpu, run.memory_gib)
+            except OSError as exc:
+                note = f"cpu and memory limits are not enforced for this job: {exc}."
+        preexec = _preexec(account, cgroup)
+        import subprocess
+
+        try:
+            proc = subprocess.Popen(
+                [str(python), "-m", "astrago.hub.jobs.runner"], stdin=spec_fd, stdout=log_fd, stderr=log_fd,
+                pass_fds=(status_fd,), cwd="/", env=env, start_new_session=True, preexec_fn=preexec,
+                close_fds=True)
+        except OSError as exc:
+            raise ExecutorError(f"The job's process could not start: {exc}") from None
+        finally:
+            for fd in (log_fd, status_fd, spec_fd):
+                os.close(fd)
+        self._children[run.marker] = proc
+        ticks = procs.start_ticks(proc.pid)
+        process = {"pid": proc.pid, "start_ticks": ticks, "host": os.uname().nodename, "uid": account.pw_uid,
+                   "account": account.pw_name, "cgroup": str(cgroup) if cgroup else "",
+                   "limits_enforced": cgroup is not None}
+        log.info("job %s attempt %d started as %s, pid %d", run.id, run.attempt, account.pw_name, proc.pid)
+        return Launch(process=process, log_path=str(self.log_path(run)), outputs=[output] if output else [],
+                      note=note)
+
+    # -- watching ---------------------------------------------------------------
+
+    def _exit_status(self, run: JobRun) -> int | None:
+        try:
+            data = json.loads(self.status_path(run).read_text() or "null")
+        except (OSError, ValueError):
+            return None
+        return int(data["exit_code"]) if isinstance(data, dict) and "exit_code" in data else None
+
+    async def poll(self, run: JobRun) -> Exit | None:
+        """None while the attempt runs; its Exit once it has ended."""
+        proc = self._children.get(run.marker)
+        pid, ticks = run.process.get("pid"), run.process.get("start_ticks")
+        if proc is not None:
+            if proc.poll() is None:
+                return None
+            self._children.pop(run.marker, None)
+        elif procs.is_alive(pid, ticks):
+            return None
+        code = self._exit_status(run)
+        leftovers = await asyncio.to_thread(self._cleanup, run)
+        if code is None:
+            if proc is not None and proc.returncode is not None:
+                return Exit(None, f"the job's process ended without an exit status (killed: {_signal_of(proc)})",
+                            lost=True)
+            return Exit(None, "the job's process ended without leaving an exit status", lost=True)
+        note = f" ({leftovers} leftover process(es) of the job were stopped)" if leftovers else ""
+        return Exit(code, f"exited with code {code}{note}")
+
+    def _cleanup(self, run: JobRun) -> int:
+        """After the runner ended: stop what the job left running, remove its cgroup."""
+        left = procs.with_marker(run.marker)
+        cgroup = run.process.get("cgroup")
+        if cgroup:
+            left = sorted(set(left) | set(JobCgroups.pids(Path(cgroup))))
+        if left:
+            procs.terminate_tree(run.marker, None, 2.0,
+                                 extra_check=(lambda: JobCgroups.pids(Path(cgroup))) if cgroup else None)
+        if cgroup:
+            JobCgroups.remove(Path(cgroup))
+        return len(left)
+
+    async def stop(self, run: JobRun) -> list[int]:
+        """Stop the attempt: SIGTERM, then SIGKILL after the grace period. Returns pids still
+        alive afterwards (empty: everything is gone)."""
+        return await asyncio.to_thread(self._stop, run)
+
+    def _stop(self, run: JobRun) -> list[int]:
+        pid, ticks = run.process.get("pid"), run.process.get("start_ticks")
+        leader = pid if procs.is_alive(pid, ticks) else None
+        cgroup = run.process.get("cgroup")
+        extra = (lambda: JobCgroups.pids(Path(cgroup))) if cgroup else None
+        left = procs.terminate_tree(run.marker, leader, self.config.cancel_grace_seconds, extra_check=extra)
+        if left and cgroup:
+            JobCgroups.kill(Path(cgroup))
+            left = procs.with_marker(run.marker)
+        proc = self._children.pop(run.marker, None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except Exception:
+                pass
+        if cgroup:
+            JobCgroups.remove(Path(cgroup))
+        return left
+
+    async def reattach(self, run: JobRun) -> Exit | None:
+        """After a restart: None if the attempt still runs (it is watched again), else how it ended."""
+        if not run.process.get("pid"):
+            # the service stopped between recording RUNNING and recording the process: look for it
+            found = await asyncio.to_thread(procs.with_marker, run.marker)
+            if not found:
+                code = self._exit_status(run)
+                if code is not None:
+                    return Exit(code, f"exited with code {code} while AstraGo was restarting")
+                return Exit(None, "AstraGo stopped while starting the job and its process never ran", lost=True)
+            return None
+        exit_ = await self.poll(run)
+        if exit_ is not None and not exit_.lost:
+            return Exit(exit_.exit_code, f"{exit_.reason}, while AstraGo was restarting")
+        if exit_ is not None:
+            return Exit(None, "its process ended while AstraGo was down and left no exit status", lost=True)
+        return None
+
+    def adopt_pid(self, run: JobRun) -> dict | None:
+        """For a RUNNING attempt recorded without a pid: the process found by its marker."""
+        found = procs.with_marker(run.marker)
+        leaders = [p for p in found if procs.state(p) is not None]
+        if not leaders:
+            return None
+        pid = min(leaders)
+        return {**run.process, "pid": pid, "start_ticks": procs.start_ticks(pid)}
+
+
+def _signal_of(proc) -> str:
+    import signal as _signal
+
+    code = proc.returncode
+    if code is not None and code < 0:
+        try:
+            return _signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
+
+
+def _preexec(account: pwd.struct_passwd, cgroup: Path | None):
+    """After fork, before exec: enter the job's cgroup (still root), then become the user."""
+    uid, gid = account.pw_uid, account.pw_gid
+    groups = os.getgrouplist(account.pw_name, gid)
+    join = JobCgroups.join_fn(cgroup) if cgroup else None
+
+    def preexec():
+        if join is not None:
+            join()
+        if os.geteuid() == 0:
+            os.setgid(gid)
+            try:
+                os.setgroups(groups)
+            except OSError:
+                os.setgroups([])
+            os.setuid(uid)
+        if os.getuid() == 0 or os.geteuid() == 0:  # never run a user's job as root
+            os._exit(126)
+
+    return preexec
