@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select

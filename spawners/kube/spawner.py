@@ -5,7 +5,8 @@ pure modules and in the service:
 
 - profiles.py: the spawn page's choices (slice catalogue x groups x quota) and the
   server-side re-check of what a spawn asked for;
-- queue.py: admission by the AstraGo service, with queue positions as progress;
+- ../admission_queue.py, ../admission_holder.py: admission by the AstraGo service (queue
+  positions as progress), the allocation held and released;
 - pods.py: the pod's resources, selectors, tolerations, env and labels for the slice;
 - events.py: Kubernetes events in plain words.
 
@@ -16,28 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 
-from jupyterhub.spawner import SpawnException
 from kubespawner import KubeSpawner
-from traitlets import Bool, Dict, Enum, Float, List, Unicode, default
+from traitlets import Bool, Dict, Enum, List, Unicode, default
 
-from ..admission_client import AdmissionClient, AdmissionRefused, ServiceUnavailable
+from ..admission_client import AdmissionRefused, ServiceUnavailable
+from ..admission_holder import AdmissionHolder
+from ..admission_queue import refuse, wait_for_admission
 from . import events, pods, profiles
-from .queue import wait_for_admission
 
 
-class GPUKubeSpawner(KubeSpawner):
+class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
     """A user's JupyterLab in a pod on the GPU slice they chose, admitted by AstraGo."""
-
-    service_api_url = Unicode(config=True, help="The AstraGo service's API, e.g. "
-                              "http://127.0.0.1:10101/services/astrago/api/ (admission, offers).")
-    service_api_token = Unicode(config=True, help="Token of the spawner's identity at the service "
-                                "(scope custom:astrago:admissions). Default: $ASTRAGO_SPAWNER_TOKEN.")
-
-    @default("service_api_token")
-    def _token_default(self):
-        return os.environ.get("ASTRAGO_SPAWNER_TOKEN", "")
 
     mig_strategy = Enum(["mixed", "single"], default_value="mixed", config=True,
                         help="The GPU operator's MIG strategy (how the device plugin names MIG slices).")
@@ -46,25 +37,10 @@ class GPUKubeSpawner(KubeSpawner):
     group_slices = Dict(value_trait=List(Unicode()), config=True,
                         help="Slices each JupyterHub group may use, e.g. {'team-a': ['1g.10gb', 'mps-25'], "
                              "'*': ['cpu']}; '*' is everyone. Empty: no restriction beyond quota.")
-    queue_timeout = Float(600.0, config=True, help="Seconds a spawn may wait in the queue before it gives up.")
-    queue_poll_interval = Float(2.0, config=True, help="Seconds between queue position checks.")
-    default_cpu = Float(2.0, config=True, help="CPU cores counted against quota, guaranteed and the limit.")
-    default_memory_gib = Float(8.0, config=True, help="Memory (GiB) counted against quota, guaranteed and the limit.")
 
     @default("profile_list")
     def _profile_list_default(self):
         return self.slice_profiles
-
-    @property
-    def admission(self) -> AdmissionClient:
-        return AdmissionClient(self.service_api_url, self.service_api_token)
-
-    @property
-    def owner_id(self) -> str:
-        return f"{self.user.name}/{self.name}"
-
-    def _groups(self) -> list[str]:
-        return sorted(g.name for g in self.user.groups)
 
     async def slice_choices(self) -> list[profiles.SliceChoice]:
         offers = await self.admission.offers(self.user.name, self._groups())
@@ -77,27 +53,6 @@ class GPUKubeSpawner(KubeSpawner):
         except (ServiceUnavailable, AdmissionRefused) as exc:
             self.log.warning("AstraGo offers for %s unavailable: %s", self.user.name, exc)
             return []
-
-    # -- state -----------------------------------------------------------
-
-    allocation: dict | None = None
-    _unreleased: dict | None = None
-
-    def load_state(self, state):
-        super().load_state(state)
-        self.allocation = state.get("astrago_allocation")
-
-    def get_state(self):
-        state = super().get_state()
-        if self.allocation:
-            state["astrago_allocation"] = self.allocation
-        return state
-
-    def clear_state(self):
-        super().clear_state()
-        if self.allocation:
-            self._unreleased = self.allocation
-        self.allocation = None
 
     # -- progress --------------------------------------------------------
 
@@ -147,9 +102,9 @@ class GPUKubeSpawner(KubeSpawner):
             try:
                 choice = profiles.choose(self.user_options, await self.slice_choices())
             except profiles.OptionsRefused as exc:
-                raise SpawnException(exc.message, reason=exc.kind) from None
+                raise refuse(exc.message, reason=exc.kind) from None
             except (ServiceUnavailable, AdmissionRefused) as exc:
-                raise SpawnException(f"AstraGo cannot check your choice right now: {exc}",
+                raise refuse(f"AstraGo cannot check your choice right now: {exc}",
                                      reason="service-unavailable") from None
             self._note(10, f"Asking AstraGo for {choice.slice}")
             decision = await wait_for_admission(
@@ -184,29 +139,3 @@ class GPUKubeSpawner(KubeSpawner):
             self._configured_traits.setdefault(name, copy.deepcopy(getattr(self, name)))
         for name, value in pods.merged_traits(self._configured_traits, overrides).items():
             setattr(self, name, value)
-
-    async def poll(self):
-        status = await super().poll()
-        if status is not None and (self.allocation or self._unreleased):
-            await self._release("the server is gone")
-        return status
-
-    async def stop(self, now=False):
-        try:
-            await super().stop(now=now)
-        finally:
-            await self._release("server stopped")
-
-    async def _release(self, reason: str) -> None:
-        held = self.allocation or self._unreleased
-        self.allocation = self._unreleased = None
-        if not held:
-            return
-        self.log.info("Releasing %s (%s) of %s: %s", held["id"], held["slice"], self.owner_id, reason)
-        try:
-            await self.admission.release(held["id"], reason)
-        except AdmissionRefused as exc:
-            if exc.status != 404:
-                self.log.warning("Releasing %s failed: %s", held["id"], exc)
-        except ServiceUnavailable as exc:  # the service's reconciler releases it once the server is gone
-            self.log.warning("Releasing %s failed: %s", held["id"], exc)

@@ -10,30 +10,22 @@ from __future__ import annotations
 import asyncio
 import html
 import os
-import secrets
 import shutil
 import sys
-import time
 from pathlib import Path
 
-from jupyterhub.spawner import LocalProcessSpawner, SpawnException, set_user_setuid
-from traitlets import Bool, Dict, Float, Unicode, default
+from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
+from traitlets import Bool, Dict, Unicode, default
 
-from ..admission_client import AdmissionClient, AdmissionRefused, ServiceUnavailable
+from ..admission_client import AdmissionRefused, ServiceUnavailable
+from ..admission_holder import AdmissionHolder
+from ..admission_queue import refuse, wait_for_admission
 from .accounts import AccountError, ensure_account, system_username
 from .devices import env_for_placement
 from .options_form import render_options_form
 
 
-def refuse(message: str, reason: str) -> SpawnException:
-    """A policy refusal whose message the hub shows on its pages (JupyterHub 6.1 reads
-    `jupyterhub_message` there, not SpawnException.message)."""
-    exc = SpawnException(message, reason=reason)
-    exc.jupyterhub_message = message
-    return exc
-
-
-class LocalGPUSpawner(LocalProcessSpawner):
+class LocalGPUSpawner(AdmissionHolder, LocalProcessSpawner):
     """Spawn each user's JupyterLab as their own account, admitted by the AstraGo service."""
 
     system_user_prefix = Unicode("astrago-", config=True,
@@ -47,19 +39,6 @@ class LocalGPUSpawner(LocalProcessSpawner):
 
     home_dir_template = Unicode("/home/{system_user}", config=True,
                                 help="Home directory of new accounts; {system_user} is the account name.")
-    service_api_url = Unicode(config=True, help="The AstraGo service's API, e.g. "
-                              "http://127.0.0.1:10101/services/astrago/api/ (admission, offers).")
-    service_api_token = Unicode(config=True, help="Token of the spawner's identity at the service "
-                                "(scope custom:astrago:admissions).")
-
-    @default("service_api_token")
-    def _token_default(self):
-        return os.environ.get("ASTRAGO_SPAWNER_TOKEN", "")
-
-    queue_timeout = Float(600.0, config=True, help="Seconds a spawn may wait in the queue before it gives up.")
-    queue_poll_interval = Float(2.0, config=True, help="Seconds between queue position checks.")
-    default_cpu = Float(2.0, config=True, help="CPU cores counted against quota for a workspace.")
-    default_memory_gib = Float(8.0, config=True, help="Memory (GiB) counted against quota for a workspace.")
     mps_pipe_dir = Unicode("/tmp/nvidia-mps", config=True, help="CUDA_MPS_PIPE_DIRECTORY of the MPS daemon.")
     mps_log_dir = Unicode("/var/log/nvidia-mps", config=True, help="CUDA_MPS_LOG_DIRECTORY of the MPS daemon.")
     user_env_prefix = Unicode(config=True, help="Python environment that runs users' servers (must be "
@@ -80,19 +59,8 @@ class LocalGPUSpawner(LocalProcessSpawner):
         return "/lab"
 
     @property
-    def admission(self) -> AdmissionClient:
-        return AdmissionClient(self.service_api_url, self.service_api_token)
-
-    @property
-    def owner_id(self) -> str:
-        return f"{self.user.name}/{self.name}"
-
-    @property
     def system_user(self) -> str:
         return system_username(self.user.name, self.system_user_prefix)
-
-    def _groups(self) -> list[str]:
-        return sorted(g.name for g in self.user.groups)
 
     # -- options form --------------------------------------------------
 
@@ -137,36 +105,6 @@ class LocalGPUSpawner(LocalProcessSpawner):
             except asyncio.TimeoutError:
                 pass
 
-    # -- state ---------------------------------------------------------
-
-    allocation: dict | None = None
-
-    def load_state(self, state):
-        super().load_state(state)
-        self.allocation = state.get("astrago_allocation")
-
-    def get_state(self):
-        state = super().get_state()
-        if self.allocation:
-            state["astrago_allocation"] = self.allocation
-        return state
-
-    _unreleased: dict | None = None
-
-    def clear_state(self):
-        # LocalProcessSpawner.poll() clears state when the process has exited; keep the
-        # allocation aside so stop()/poll() still release it at the service
-        super().clear_state()
-        if self.allocation:
-            self._unreleased = self.allocation
-        self.allocation = None
-
-    async def poll(self):
-        status = await super().poll()
-        if status is not None and (self.allocation or self._unreleased):
-            await self._release("the server exited")
-        return status
-
     # -- process -------------------------------------------------------
 
     def make_preexec_fn(self, name):
@@ -203,40 +141,6 @@ class LocalGPUSpawner(LocalProcessSpawner):
             self._spawn_finished = True
             self._event_signal.set()
 
-    async def _admit(self, slice_name: str) -> dict:
-        """Ask the service; wait in the queue with progress events; raise SpawnException on refusal."""
-        try:
-            decision = await self.admission.admit(
-                owner_kind="workspace", owner_id=self.owner_id, user=self.user.name, groups=self._groups(),
-                slice_name=slice_name, cpu=self.default_cpu, memory_gib=self.default_memory_gib,
-                client_key=f"workspace:{self.owner_id}:{secrets.token_hex(8)}")
-        except AdmissionRefused as exc:
-            raise refuse(exc.detail, reason=exc.kind) from None
-        except ServiceUnavailable as exc:
-            raise refuse(f"{exc} Try again in a minute; tell an administrator if it lasts.",
-                                 reason="service-unavailable") from None
-        deadline = time.monotonic() + self.queue_timeout
-        last = None
-        while decision["status"] == "queued":
-            message = (f"Queued: position {decision.get('position')} of {decision.get('queue_length')} "
-                       f"for {slice_name} ({decision.get('reason') or 'waiting for capacity'})")
-            if message != last:
-                self._note(20, message)
-                last = message
-            if time.monotonic() > deadline:
-                await self.admission.release(decision["id"], "gave up waiting in the queue")
-                raise refuse(f"Still waiting for a free {slice_name} after {int(self.queue_timeout)} s; "
-                                     "left the queue. Try a smaller slice or try again later.", reason="queue-timeout")
-            await asyncio.sleep(self.queue_poll_interval)
-            try:
-                decision = await self.admission.status(decision["id"])
-            except (AdmissionRefused, ServiceUnavailable) as exc:
-                raise refuse(f"Lost track of the queue: {exc}", reason="queue") from None
-        if decision["status"] != "admitted":
-            raise refuse(f"The request for {slice_name} was {decision['status']}: {decision.get('reason')}",
-                                 reason="cancelled")
-        return decision
-
     async def _start(self):
         await self._release("a new server starts")  # anything a crashed earlier spawn left behind
         slice_name = str((self.user_options or {}).get("slice") or "cpu")
@@ -248,9 +152,12 @@ class LocalGPUSpawner(LocalProcessSpawner):
         self._note(10, f"Running as system account {account.pw_name}")
         if not shutil.which(self.cmd[0]):
             raise refuse(f"{self.cmd[0]} is missing: run 'make run' again to set up the user environment.",
-                                 reason="environment")
+                         reason="environment")
         self._note(15, f"Asking AstraGo for {slice_name}")
-        decision = await self._admit(slice_name)
+        decision = await wait_for_admission(
+            self.admission, owner_id=self.owner_id, user=self.user.name, groups=self._groups(),
+            slice_name=slice_name, cpu=self.default_cpu, memory_gib=self.default_memory_gib, note=self._note,
+            timeout=self.queue_timeout, poll_interval=self.queue_poll_interval)
         self.allocation = {"id": decision["id"], "slice": slice_name, "placement": decision.get("placement") or {}}
         where = ", ".join(self.allocation["placement"].get("visible_devices") or []) or "no GPU"
         self._note(40, f"Admitted: {slice_name} ({where}, {decision.get('gpu_units', 0):.2f} GPU units)")
@@ -260,24 +167,3 @@ class LocalGPUSpawner(LocalProcessSpawner):
         except Exception:
             await self._release("the server did not start")
             raise
-
-    async def _release(self, reason: str):
-        held = self.allocation or self._unreleased
-        self.allocation = self._unreleased = None
-        if not held:
-            return
-        self.log.info("Releasing %s (%s) of %s: %s", held["id"], held["slice"], self.owner_id, reason)
-        try:
-            await self.admission.release(held["id"], reason)
-        except AdmissionRefused as exc:
-            if exc.status != 404:
-                self.log.warning("Releasing %s failed: %s", held["id"], exc)
-        except ServiceUnavailable as exc:
-            # the service's reconciler releases it once it sees the server gone
-            self.log.warning("Releasing %s failed: %s", held["id"], exc)
-
-    async def stop(self, now=False):
-        try:
-            await super().stop(now=now)
-        finally:
-            await self._release("server stopped")

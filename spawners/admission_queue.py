@@ -1,7 +1,6 @@
 """Waiting for admission: ask the AstraGo service, then follow the queue with progress notes.
 
-The same steps as the local spawner's (`spawners/local/spawner.py`), over the same plain
-HTTP client: admitted with a placement, queued with a position (polled until admitted or
+Shared by both spawners, over the plain HTTP client: admitted with a placement, queued with a position (polled until admitted or
 `timeout` passes, then the request leaves the queue), or refused with the service's words.
 """
 from __future__ import annotations
@@ -13,9 +12,17 @@ from typing import Callable
 
 from jupyterhub.spawner import SpawnException
 
-from ..admission_client import AdmissionClient, AdmissionRefused, ServiceUnavailable
+from .admission_client import AdmissionClient, AdmissionRefused, ServiceUnavailable
 
-__all__ = ["wait_for_admission", "queue_note"]
+__all__ = ["wait_for_admission", "queue_note", "refuse"]
+
+
+def refuse(message: str, reason: str) -> SpawnException:
+    """A policy refusal whose message the hub shows on its pages (JupyterHub 6.1 reads
+    `jupyterhub_message` there, not SpawnException.message)."""
+    exc = SpawnException(message, reason=reason)
+    exc.jupyterhub_message = message
+    return exc
 
 
 def queue_note(decision: dict, slice_name: str) -> str:
@@ -33,9 +40,9 @@ async def wait_for_admission(client: AdmissionClient, *, owner_id: str, user: st
                                       slice_name=slice_name, cpu=cpu, memory_gib=memory_gib,
                                       client_key=f"workspace:{owner_id}:{secrets.token_hex(8)}")
     except AdmissionRefused as exc:
-        raise SpawnException(exc.detail, reason=exc.kind) from None
+        raise refuse(exc.detail, reason=exc.kind) from None
     except ServiceUnavailable as exc:
-        raise SpawnException(f"{exc} Try again in a minute; tell an administrator if it lasts.",
+        raise refuse(f"{exc} Try again in a minute; tell an administrator if it lasts.",
                              reason="service-unavailable") from None
     deadline = time.monotonic() + timeout
     last = None
@@ -46,14 +53,14 @@ async def wait_for_admission(client: AdmissionClient, *, owner_id: str, user: st
             last = message
         if time.monotonic() > deadline:
             await client.release(decision["id"], "gave up waiting in the queue")
-            raise SpawnException(f"Still waiting for a free {slice_name} after {int(timeout)} s; left the queue. "
+            raise refuse(f"Still waiting for a free {slice_name} after {int(timeout)} s; left the queue. "
                                  "Try a smaller slice or try again later.", reason="queue-timeout")
         await asyncio.sleep(poll_interval)
         try:
             decision = await client.status(decision["id"])
         except (AdmissionRefused, ServiceUnavailable) as exc:
-            raise SpawnException(f"Lost track of the queue: {exc}", reason="queue") from None
+            raise refuse(f"Lost track of the queue: {exc}", reason="queue") from None
     if decision["status"] != "admitted":
-        raise SpawnException(f"The request for {slice_name} was {decision['status']}: {decision.get('reason')}",
+        raise refuse(f"The request for {slice_name} was {decision['status']}: {decision.get('reason')}",
                              reason="cancelled")
     return decision
