@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import new_platform, require
+from support.fixtures import new_platform, require
 from support.platform import api_token, login
 
 

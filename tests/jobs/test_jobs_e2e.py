@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import requests
 
-from conftest import require
+from support.fixtures import require
 from jobs_support import JobUser, admin_api, make_notebook, marker_pids, pid_alive
 from jobs_support import jobs_platform, keep_platform_log  # noqa: F401 (fixtures)
 from support.kernel import run_code

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require
+from support.fixtures import require
 from astrago.hub.db.session import Database
 from astrago.hub.jobs import states, store
 from astrago.hub.jobs.config import JobsConfig
