@@ -1,17 +1,6 @@
 """OpenAPI description of the jobs area."""
 
-P = {"$ref": "#/components/responses/Problem"}
-
-
-def _op(op_id, summary, ok="200", errors=(401, 403), params=(), body=None, content="application/json"):
-    op = {"operationId": op_id, "summary": summary,
-          "responses": {ok: {"description": "OK", "content": {content: {}}}, **{str(e): P for e in errors}}}
-    if params:
-        op["parameters"] = [{"name": n, "in": where, "required": where == "path", "schema": {"type": "string"}}
-                            for n, where in params]
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": body}}}}
-    return op
+from ..service.openapi import operation as _op
 
 
 JOB = [("job_id", "path")]

@@ -11,6 +11,21 @@ PROBLEM_RESPONSE = {
 }
 
 
+def operation(op_id: str, summary: str, ok: str = "200", errors=(401, 403), params=(), body: str | None = None,
+              content: str = "application/json") -> dict:
+    """One OpenAPI operation: its success response, its problem responses, path/query
+    parameters as (name, "path"|"query") pairs, and a JSON body schema reference."""
+    op = {"operationId": op_id, "summary": summary,
+          "responses": {ok: {"description": "OK", "content": {content: {}}},
+                        **{str(e): {"$ref": "#/components/responses/Problem"} for e in errors}}}
+    if params:
+        op["parameters"] = [{"name": n, "in": where, "required": where == "path", "schema": {"type": "string"}}
+                            for n, where in params]
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": body}}}}
+    return op
+
+
 def _errors(*codes: int) -> dict:
     return {str(code): PROBLEM_RESPONSE for code in codes}
 
