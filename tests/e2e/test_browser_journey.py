@@ -2,30 +2,16 @@
 
 Screenshots of each page land in test-artifacts/ to be looked at.
 """
-import os
-import shutil
 
 import pytest
 
 from support.kernel import run_code
 from support.platform import api_token, login, stop_server
 
-from support.fixtures import require
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-dev-shm-usage"]
-
 
 @pytest.fixture(scope="module")
-def browser():
-    require(os.path.exists(CHROMIUM) or shutil.which("chromium"), "Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+def browser(chromium):
+    return chromium  # tests/conftest.py: Debian's Chromium through Playwright
 
 
 def test_login_spawn_jupyterlab_run_code_stop(platform, browser, artifacts):

@@ -5,30 +5,20 @@ Screenshots land in test-artifacts/ to be looked at.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 import requests
 
-from tuskit import Uploader, require, sha256_file
+from tuskit import Uploader, sha256_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-dev-shm-usage"]
 MIB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def browser():
-    require(os.path.exists(CHROMIUM) or shutil.which("chromium"), "Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+def browser(chromium):
+    return chromium  # tests/conftest.py: Debian's Chromium through Playwright
 
 
 def test_page_without_login_redirects_to_the_hub_login(platform):
