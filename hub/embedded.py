@@ -199,7 +199,8 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
         "ASTRAGO_DATA_DIR": str(data),
         "ASTRAGO_DB_URL": os.environ.get("ASTRAGO_DB_URL", f"sqlite:///{data / 'astrago.sqlite'}"),
         "PYTHONUNBUFFERED": "1",
-        **{k: v for k, v in os.environ.items() if k in ("ASTRAGO_RECONCILE_INTERVAL", "ASTRAGO_RECONCILE_GRACE")},
+        **{k: v for k, v in os.environ.items() if k in ("ASTRAGO_RECONCILE_INTERVAL", "ASTRAGO_RECONCILE_GRACE",
+                                                   "ASTRAGO_MONITOR_INTERVAL", "ASTRAGO_PROMETHEUS_URL", "ASTRAGO_PROMETHEUS_TOKEN")},
         # bearer access with a Keycloak access token (astrago.hub.auth.bearer)
         "ASTRAGO_OIDC_ISSUER": settings.realm_public_url,
         "ASTRAGO_OIDC_JWKS_URL": f"{settings.realm_backchannel_url}/protocol/openid-connect/certs",

@@ -15,6 +15,7 @@ ADMIN_ROLE = "astrago-admin"
 QUOTA_ADMIN_ROLE = "quota-admin"
 FLEET_ADMIN_ROLE = "fleet-admin"
 AUDITOR_ROLE = "astrago-auditor"
+METRICS_ROLE = "astrago-metrics"
 GPU_USER_ROLE = "gpu-user"
 
 READ = "custom:astrago:read"
@@ -26,6 +27,7 @@ AUDIT_READ = "custom:astrago:audit:read"
 ADMISSIONS = "custom:astrago:admissions"
 QUOTA_REQUEST = "custom:astrago:quota:request"
 GPUS = "custom:astrago:gpus"
+METRICS_READ = "custom:astrago:metrics:read"
 ADMIN = "custom:astrago:admin"
 
 CUSTOM_SCOPES = {
@@ -58,9 +60,13 @@ CUSTOM_SCOPES = {
     GPUS: {
         "description": "Run workspaces and jobs on GPU slices (the gpu-user role).",
     },
+    METRICS_READ: {
+        "description": "Read AstraGo's Prometheus metrics (/services/astrago/metrics): every user's GPU use.",
+    },
     ADMIN: {
         "description": "Everything in AstraGo, for every user.",
-        "subscopes": [READ, JOBS, UPLOADS, QUOTA_ADMIN, FLEET_ADMIN, AUDIT_READ, ADMISSIONS, QUOTA_REQUEST, GPUS],
+        "subscopes": [READ, JOBS, UPLOADS, QUOTA_ADMIN, FLEET_ADMIN, AUDIT_READ, ADMISSIONS, QUOTA_REQUEST, GPUS,
+                      METRICS_READ],
     },
 }
 
@@ -115,6 +121,12 @@ def roles() -> list[dict]:
             "scopes": [AUDIT_READ, f"access:services!service={SERVICE_NAME}"],
         },
         {
+            # for Prometheus: a service (or a token) with this role scrapes AstraGo's and the hub's metrics
+            "name": METRICS_ROLE,
+            "description": "Reads AstraGo's and JupyterHub's Prometheus metrics.",
+            "scopes": [METRICS_READ, "read:metrics", f"access:services!service={SERVICE_NAME}"],
+        },
+        {
             "name": ADMIN_ROLE,
             "description": "AstraGo administrators: all AstraGo scopes for all users.",
             "scopes": [ADMIN, f"access:services!service={SERVICE_NAME}"],
@@ -162,4 +174,4 @@ def scopes_for_user(username: str, role_names, groups=()) -> set[str]:
 def oauth_scopes_for_service() -> list[str]:
     """Scopes a browser session with the service may carry (intersected with the user's own)."""
     return [f"access:services!service={SERVICE_NAME}", READ, JOBS, UPLOADS, QUOTA_ADMIN, FLEET_ADMIN, AUDIT_READ,
-            ADMISSIONS, QUOTA_REQUEST, GPUS, ADMIN]
+            ADMISSIONS, QUOTA_REQUEST, GPUS, METRICS_READ, ADMIN]

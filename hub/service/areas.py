@@ -14,6 +14,7 @@ AREAS = {
     "audit": "astrago.hub.service.audit_api",
     "uploads": "astrago.hub.uploads.api",
     "quota": "astrago.hub.quota.api",
+    "monitor": "astrago.hub.monitor.api",  # after quota: it reads the ledger and the inventory
     "jobs": "astrago.hub.jobs.api",
     "fleet": "astrago.hub.fleet.api",
 }

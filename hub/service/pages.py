@@ -11,6 +11,8 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import scopes
+from tornado.log import app_log
+
 from .base import APIHandler
 
 TEMPLATES = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().parent.parent / "templates" / "astrago")),
@@ -28,6 +30,11 @@ ADMIN_SECTIONS = [
 ]
 
 
+#: areas add coroutine functions `(handler) -> dict` whose results every page's template gets
+#: (e.g. the monitor area's idle-GPU notices, shown as a banner on every page)
+PAGE_CONTEXT = []
+
+
 class PageHandler(APIHandler):
     """A page: log in through the hub when needed, render with the shared layout."""
 
@@ -36,6 +43,8 @@ class PageHandler(APIHandler):
         if not self.hub_user and self.request.method == "GET":
             self.redirect(self.get_login_url())
             self._finished_early = True
+            return
+        self._shared_context = await self.shared_context() if self.hub_user else {}
 
     @property
     def xsrf_value(self) -> str:
@@ -45,11 +54,20 @@ class PageHandler(APIHandler):
     def admin_sections(self) -> list[tuple[str, str]]:
         return [(path, title) for path, title, scope in ADMIN_SECTIONS if self.has_scope(scope)]
 
+    async def shared_context(self) -> dict:
+        extra = {}
+        for provide in PAGE_CONTEXT:
+            try:
+                extra.update(await provide(self))
+            except Exception:  # a failing area must not take every page down
+                app_log.exception("page context from %s failed", getattr(provide, "__name__", provide))
+        return extra
+
     def render_page(self, template: str, **context):
         prefix = self.service.prefix
         html = TEMPLATES.get_template(template).render(
             prefix=prefix, api=prefix + "api/", user=self.hub_user, xsrf=self.xsrf_value,
-            admin_sections=self.admin_sections(), **context)
+            admin_sections=self.admin_sections(), **{**getattr(self, "_shared_context", {}), **context})
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         self.finish(html)
