@@ -27,6 +27,7 @@ ADMIN_SECTIONS = [
     ("usage", "Usage", scopes.QUOTA_ADMIN),
     ("monitor/fleet", "Monitoring", scopes.READ),
     ("monitor/reclaim", "Idle GPUs", scopes.READ),
+    ("fleet", "GPU fleet", scopes.READ),
 ]
 
 
