@@ -1,4 +1,4 @@
-"""A job attempt -> a Kubernetes batch/v1 Job (pure), the way kubespawner's objects.py builds pods.
+"""A job attempt -> a Kubernetes batch/v1 Job, or a Kubeflow PyTorchJob when distributed (pure), the way kubespawner's objects.py builds pods.
 
 GPU resources, node selectors, affinity, tolerations and the slice's environment come from
 `astrago.spawners.manifests.container_gpu_resources`, the same function GPUKubeSpawner's
@@ -20,6 +20,10 @@ from .executors.base import JobRun
 
 RUNNER = ["python", "-m", "astrago.hub.jobs.runner"]
 CONTAINER = "job"
+#: the training operator looks for its container by this name in every replica
+PYTORCH_CONTAINER = "pytorch"
+PYTORCH_JOB_GROUP, PYTORCH_JOB_VERSION, PYTORCH_JOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
+REPLICA_LABEL = "astrago.io/replica"  # master | worker, on a PyTorchJob's pods
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -56,12 +60,13 @@ def labels_for(run: JobRun, extra: dict | None = None) -> dict[str, str]:
     return labels
 
 
-def job_manifest(run: JobRun, *, namespace: str, image: str, output: str = "", model: str | None = None,
-                 strategy: str = "mixed", service_account: str = "", run_as_uid: int = 1000, run_as_gid: int = 100,
-                 home_claim: str = "", home_mount_path: str = "/home/jovyan", ttl_seconds_after_finished: int = 86400,
-                 node_selector: dict | None = None, extra_labels: dict | None = None,
-                 image_pull_secrets=()) -> dict[str, Any]:
-    """The batch/v1 Job for one attempt of `run` (pure)."""
+def pod_template(run: JobRun, *, image: str, output: str = "", model: str | None = None, strategy: str = "mixed",
+                 service_account: str = "", run_as_uid: int = 1000, run_as_gid: int = 100, home_claim: str = "",
+                 home_mount_path: str = "/home/jovyan", node_selector: dict | None = None,
+                 extra_labels: dict | None = None, image_pull_secrets=(), container_name: str = CONTAINER,
+                 extra_env: dict | None = None) -> dict[str, Any]:
+    """The PodTemplateSpec that runs one attempt of `run` on its slice (pure): the AstraGo runner
+    with the launch spec, the slice's GPU resources, node selector, affinity and tolerations."""
     if run_as_uid == 0:
         raise ValueError("job containers never run as root (run_as_uid 0)")
     parts = container_gpu_resources(run.slice, model, strategy)
@@ -73,12 +78,13 @@ def job_manifest(run: JobRun, *, namespace: str, image: str, output: str = "", m
     env.update({"ASTRAGO_JOB_SPEC": json.dumps(spec, sort_keys=True), "ASTRAGO_JOB_ID": run.id,
                 "ASTRAGO_JOB_ATTEMPT": str(run.attempt), "ASTRAGO_JOB_MARKER": run.marker,
                 "ASTRAGO_JOB_NAME": run.name, "HOME": home_mount_path, "PYTHONUNBUFFERED": "1"})
+    env.update(extra_env or {})
     limits = dict(parts["resources"]["limits"])
     requests = dict(parts["resources"]["requests"])
     limits["cpu"] = requests["cpu"] = quantity_cpu(run.cpu)
     limits["memory"] = requests["memory"] = quantity_memory(run.memory_gib)
     container: dict[str, Any] = {
-        "name": CONTAINER,
+        "name": container_name,
         "image": image,
         "command": list(RUNNER),
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
@@ -108,12 +114,25 @@ def job_manifest(run: JobRun, *, namespace: str, image: str, output: str = "", m
         container["volumeMounts"] = [{"name": "home", "mountPath": home_mount_path}]
     if image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in image_pull_secrets]
+    return {"metadata": {"labels": labels_for(run, extra_labels), "annotations": {"astrago.io/user": run.owner}},
+            "spec": pod_spec}
+
+
+def job_manifest(run: JobRun, *, namespace: str, image: str, output: str = "", model: str | None = None,
+                 strategy: str = "mixed", service_account: str = "", run_as_uid: int = 1000, run_as_gid: int = 100,
+                 home_claim: str = "", home_mount_path: str = "/home/jovyan", ttl_seconds_after_finished: int = 86400,
+                 node_selector: dict | None = None, extra_labels: dict | None = None,
+                 image_pull_secrets=()) -> dict[str, Any]:
+    """The batch/v1 Job for one attempt of `run` (pure)."""
+    template = pod_template(run, image=image, output=output, model=model, strategy=strategy,
+                            service_account=service_account, run_as_uid=run_as_uid, run_as_gid=run_as_gid,
+                            home_claim=home_claim, home_mount_path=home_mount_path, node_selector=node_selector,
+                            extra_labels=extra_labels, image_pull_secrets=image_pull_secrets)
     labels = labels_for(run, extra_labels)
     job_spec: dict[str, Any] = {
         "backoffLimit": 0,
         "ttlSecondsAfterFinished": ttl_seconds_after_finished,
-        "template": {"metadata": {"labels": dict(labels), "annotations": {"astrago.io/user": run.owner}},
-                     "spec": pod_spec},
+        "template": template,
     }
     if run.max_runtime_s:
         job_spec["activeDeadlineSeconds"] = int(run.max_runtime_s)
@@ -123,4 +142,44 @@ def job_manifest(run: JobRun, *, namespace: str, image: str, output: str = "", m
         "metadata": {"name": job_name(run.id, run.attempt), "namespace": namespace, "labels": labels,
                      "annotations": {"astrago.io/user": run.owner, "astrago.io/job-name": run.name}},
         "spec": job_spec,
+    }
+
+
+def pytorch_job_manifest(run: JobRun, *, namespace: str, image: str, model: str | None = None,
+                         strategy: str = "mixed", service_account: str = "", run_as_uid: int = 1000,
+                         run_as_gid: int = 100, home_claim: str = "", home_mount_path: str = "/home/jovyan",
+                         ttl_seconds_after_finished: int = 86400, node_selector: dict | None = None,
+                         extra_labels: dict | None = None, image_pull_secrets=()) -> dict[str, Any]:
+    """The Kubeflow training-operator PyTorchJob for one attempt of a distributed `run` (pure).
+
+    One Master and `run.distributed["workers"]` Workers, each with the pod template a batch/v1
+    Job of the same run would have (so each replica asks for the job's slice), its container
+    named `pytorch` (the operator sets MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK there)
+    and labelled `astrago.io/replica` so the master's pod can be found. Retries are AstraGo's
+    (`restartPolicy: Never`, `backoffLimit: 0`)."""
+    workers = int(run.distributed.get("workers", 0))
+    if run.distributed.get("framework", "pytorch") != "pytorch" or workers < 1:
+        raise ValueError("a PyTorchJob needs a run with distributed framework pytorch and at least one worker")
+    replicas: dict[str, Any] = {}
+    for replica_type, count in (("Master", 1), ("Worker", workers)):
+        role = replica_type.lower()
+        template = pod_template(run, image=image, model=model, strategy=strategy, service_account=service_account,
+                                run_as_uid=run_as_uid, run_as_gid=run_as_gid, home_claim=home_claim,
+                                home_mount_path=home_mount_path, node_selector=node_selector,
+                                extra_labels={**(extra_labels or {}), REPLICA_LABEL: role},
+                                image_pull_secrets=image_pull_secrets, container_name=PYTORCH_CONTAINER,
+                                extra_env={"ASTRAGO_JOB_REPLICA": role})
+        replicas[replica_type] = {"replicas": count, "restartPolicy": "Never", "template": template}
+    run_policy: dict[str, Any] = {"cleanPodPolicy": "None", "backoffLimit": 0,
+                                  "ttlSecondsAfterFinished": ttl_seconds_after_finished}
+    if run.max_runtime_s:
+        run_policy["activeDeadlineSeconds"] = int(run.max_runtime_s)
+    return {
+        "apiVersion": f"{PYTORCH_JOB_GROUP}/{PYTORCH_JOB_VERSION}",
+        "kind": "PyTorchJob",
+        "metadata": {"name": job_name(run.id, run.attempt), "namespace": namespace,
+                     "labels": labels_for(run, extra_labels),
+                     "annotations": {"astrago.io/user": run.owner, "astrago.io/job-name": run.name,
+                                     "astrago.io/workers": str(workers)}},
+        "spec": {"runPolicy": run_policy, "pytorchReplicaSpecs": replicas},
     }

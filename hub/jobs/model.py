@@ -34,6 +34,8 @@ class Job(Base):
     env: Mapped[dict] = mapped_column(JSON, default=dict)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     max_runtime_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # {} or {"framework": "pytorch", "workers": N}: a PyTorchJob of 1 master + N workers (cluster mode)
+    distributed: Mapped[dict | None] = mapped_column(JSON, default=dict, nullable=True)
     retries: Mapped[int] = mapped_column(Integer, default=0)  # budget of re-runs after a failure
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # runs started so far
     status: Mapped[str] = mapped_column(String(16), index=True)

@@ -67,6 +67,10 @@ _SPEC = {
         "max_runtime": {"type": ["string", "number"], "examples": ["2h", "30m", 3600]},
         "retries": {"type": "integer", "minimum": 0, "maximum": 10},
         "workdir": {"type": "string"},
+        "distributed": {"type": "object", "additionalProperties": False,
+                        "description": "cluster mode only: run as a Kubeflow PyTorchJob of 1 master + workers",
+                        "properties": {"framework": {"enum": ["pytorch"]},
+                                       "workers": {"type": "integer", "minimum": 1, "maximum": 64}}},
     },
 }
 

@@ -17,6 +17,8 @@ MAX_PARAMETERS = 200
 MAX_ENV = 200
 MAX_RETRIES = 10
 MAX_PRIORITY = 100
+MAX_DISTRIBUTED_WORKERS = 64
+DISTRIBUTED_FRAMEWORKS = ("pytorch",)
 DEFAULT_CPU = 1.0
 DEFAULT_MEMORY_GIB = 4.0
 
@@ -30,7 +32,7 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 RESERVED_ENV = re.compile(r"^(ASTRAGO_.*|CUDA_VISIBLE_DEVICES|CUDA_MPS_.*|NVIDIA_VISIBLE_DEVICES|HOME|USER|"
                           r"LOGNAME|SHELL|JUPYTERHUB_.*|LD_PRELOAD|LD_LIBRARY_PATH|PYTHONPATH)$")
 FIELDS = {"name", "kind", "input", "code", "command", "parameters", "slice", "cpu", "memory", "memory_gib",
-          "image", "env", "priority", "max_runtime", "retries", "workdir"}
+          "image", "env", "priority", "max_runtime", "retries", "workdir", "distributed"}
 
 
 class SpecError(ValueError):
@@ -59,13 +61,86 @@ class JobSpec:
     max_runtime_s: float | None = None
     retries: int = 0
     workdir: str = ""
+    distributed: dict = field(default_factory=dict)  # {} or {"framework": "pytorch", "workers": N}
+
+    @property
+    def replicas(self) -> int:
+        """Pods that run the job at once, each on its own `slice`: 1, or a master and its workers."""
+        return replicas_of(self.distributed)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "name": self.name, "slice": self.slice, "input": self.input, "code": self.code,
                 "command": self.command, "parameters": dict(self.parameters), "cpu": self.cpu,
                 "memory_gib": self.memory_gib, "image": self.image, "env": dict(self.env),
                 "priority": self.priority, "max_runtime": self.max_runtime_s, "retries": self.retries,
-                "workdir": self.workdir}
+                "workdir": self.workdir, "distributed": dict(self.distributed)}
+
+
+def replicas_of(distributed: dict | None) -> int:
+    """1 for a plain job; 1 master + N workers for a distributed one (pure)."""
+    return 1 + int((distributed or {}).get("workers", 0))
+
+
+def parse_distributed(value, *, cluster: bool, kind: str, slice_name: str) -> dict:
+    """The `distributed` part of a spec -> {} or {"framework": "pytorch", "workers": N} (pure).
+
+    Only in cluster mode (a PyTorchJob of the Kubeflow training operator), only for script and
+    command jobs (every replica runs the same code), and only on slices one admission can hold
+    for all replicas together: cpu, or whole GPUs (see `admission_totals`)."""
+    if value is None or value == {}:
+        return {}
+    if not cluster:
+        raise SpecError("distributed", "Distributed training runs only in cluster mode: this installation runs "
+                        "jobs in your own environment.")
+    if not isinstance(value, dict):
+        raise SpecError("distributed", 'distributed must be an object like {"framework": "pytorch", "workers": 2}.')
+    unknown = sorted(set(value) - {"framework", "workers"})
+    if unknown:
+        raise SpecError("distributed", f"Unknown field(s) {', '.join(unknown)} in distributed; it takes framework "
+                        "and workers.")
+    framework = value.get("framework", "pytorch")
+    if framework not in DISTRIBUTED_FRAMEWORKS:
+        raise SpecError("distributed", f"distributed.framework must be pytorch, not {framework!r}.")
+    workers = value.get("workers")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_DISTRIBUTED_WORKERS:
+        raise SpecError("distributed", f"distributed.workers must be a whole number from 1 to "
+                        f"{MAX_DISTRIBUTED_WORKERS}.")
+    if kind == "notebook":
+        raise SpecError("distributed", "Distributed training takes script or command jobs, not notebooks: every "
+                        "replica runs the same code.")
+    admission_totals(slice_name, 1.0, 1.0, {"framework": framework, "workers": workers})  # refuses what cannot fit
+    return {"framework": framework, "workers": workers}
+
+
+def admission_totals(slice_name: str, cpu: float, memory_gib: float, distributed: dict | None) -> tuple:
+    """What one admission must hold for every replica of a job: (slice, cpu, memory_gib) (pure).
+
+    The admission desk admits one slice per request (it has no count), so a distributed job
+    is admitted as one request for the sum of its replicas: `gpu-K` per replica becomes
+    `gpu-(K x replicas)`, cpu and memory are multiplied. MIG and MPS slices cannot be summed
+    into one slice, so distributed jobs on them are refused, and so are totals above the
+    largest whole-GPU slice. The desk places a `gpu-T` admission on one node, so the whole
+    job must fit on one node's GPUs."""
+    replicas = replicas_of(distributed)
+    if replicas == 1:
+        return slice_name, cpu, memory_gib
+    from astrago.spawners import slices
+
+    try:
+        request = slices.parse_slice(slice_name)
+    except slices.InvalidSlice as exc:
+        raise SpecError("slice", str(exc)) from None
+    total_cpu, total_memory = cpu * replicas, memory_gib * replicas
+    if request.kind == "cpu":
+        return slice_name, total_cpu, total_memory
+    if request.kind != "gpu":
+        raise SpecError("distributed", f"Distributed training needs cpu or whole-GPU (gpu-N) slices, not "
+                        f"{slice_name}: one admission cannot hold several MIG or MPS slices.")
+    total_gpus = request.count * replicas
+    if total_gpus > slices.MAX_WHOLE_GPUS:
+        raise SpecError("distributed", f"{replicas} replicas of {slice_name} need {total_gpus} GPUs, more than the "
+                        f"{slices.MAX_WHOLE_GPUS} one job may hold.")
+    return f"gpu-{total_gpus}", total_cpu, total_memory
 
 
 def parse_memory_gib(value) -> float:
@@ -242,9 +317,12 @@ def parse_job_spec(body: dict, *, home: str, cluster: bool = False, max_runtime_
     elif max_runtime_limit_s:
         max_runtime = float(max_runtime_limit_s)
 
+    distributed = parse_distributed(body.get("distributed"), cluster=cluster, kind=kind, slice_name=slice_name)
+
     return JobSpec(kind=kind, name=name, slice=slice_name, input=input_path, code=code, command=command,
                    parameters=dict(parameters), cpu=cpu, memory_gib=memory_gib, image=image, env=dict(env),
-                   priority=priority, max_runtime_s=max_runtime, retries=retries, workdir=workdir)
+                   priority=priority, max_runtime_s=max_runtime, retries=retries, workdir=workdir,
+                   distributed=distributed)
 
 
 def _json_value(value, depth: int = 0) -> bool:

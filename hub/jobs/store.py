@@ -14,7 +14,7 @@ from ..quota.models import Allocation
 from . import states
 from .executors.base import JobRun
 from .model import Job, JobDefinition, JobEvent
-from .spec import JobSpec
+from .spec import JobSpec, admission_totals
 
 
 def utcnow() -> datetime:
@@ -48,6 +48,7 @@ def submit(session: Session, desk: AdmissionDesk, spec: JobSpec, owner: str, gro
               code=spec.code, command=spec.command, parameters=dict(spec.parameters), workdir=spec.workdir,
               slice=spec.slice, cpu=spec.cpu, memory_gib=spec.memory_gib, image=spec.image, env=dict(spec.env),
               priority=spec.priority, max_runtime_s=spec.max_runtime_s, retries=spec.retries, attempt=0,
+              distributed=dict(spec.distributed),
               status=states.CREATED, reason="", executor=executor, process={}, log_path="", outputs=[],
               cancel_requested=False, definition_id=definition_id, created_at=now, updated_at=now)
     session.add(job)
@@ -58,10 +59,12 @@ def submit(session: Session, desk: AdmissionDesk, spec: JobSpec, owner: str, gro
 
 
 def enqueue(session: Session, desk: AdmissionDesk, job: Job, why: str = "") -> None:
-    """Ask the desk to admit the job's next attempt; the job waits QUEUED (it may be admitted at once)."""
+    """Ask the desk to admit the job's next attempt; the job waits QUEUED (it may be admitted at once).
+    A distributed job is one request for all its replicas together (`spec.admission_totals`)."""
+    slice_name, cpu, memory_gib = admission_totals(job.slice, job.cpu, job.memory_gib, job.distributed)
     outcome = desk.admit(session, AdmissionRequest(
-        owner_kind="job", owner_id=job.id, user=job.owner, groups=list(job.groups), slice=job.slice, cpu=job.cpu,
-        memory_gib=job.memory_gib, client_key=f"job:{job.id}:{job.attempt + 1}", priority=job.priority,
+        owner_kind="job", owner_id=job.id, user=job.owner, groups=list(job.groups), slice=slice_name, cpu=cpu,
+        memory_gib=memory_gib, client_key=f"job:{job.id}:{job.attempt + 1}", priority=job.priority,
         wait_over_quota=True))
     job.allocation_id = outcome.allocation["id"]
     job.queued_at = utcnow()
@@ -77,7 +80,8 @@ def run_of(job: Job, placement: dict) -> JobRun:
                   code=job.code, command=job.command, parameters=dict(job.parameters or {}), workdir=job.workdir,
                   slice=job.slice, cpu=job.cpu, memory_gib=job.memory_gib, image=job.image, env=dict(job.env or {}),
                   placement=dict(placement or {}), max_runtime_s=job.max_runtime_s, started_at=job.started_at,
-                  process=dict(job.process or {}), log_path=job.log_path, outputs=tuple(job.outputs or ()))
+                  process=dict(job.process or {}), log_path=job.log_path, outputs=tuple(job.outputs or ()),
+                  distributed=dict(job.distributed or {}))
 
 
 def schedule_and_claim(session: Session, desk: AdmissionDesk) -> list[JobRun]:
@@ -217,7 +221,7 @@ def job_dict(job: Job, allocation: dict | None = None) -> dict:
         "max_runtime": job.max_runtime_s, "retries": job.retries, "attempt": job.attempt,
         "exit_code": job.exit_code, "executor": job.executor, "outputs": job.outputs,
         "allocation_id": job.allocation_id, "definition_id": job.definition_id,
-        "cancel_requested": job.cancel_requested,
+        "cancel_requested": job.cancel_requested, "distributed": dict(job.distributed or {}),
         "process": {k: v for k, v in (job.process or {}).items() if k in ("pid", "host", "account", "namespace", "name",
                                                                           "limits_enforced")},
         "created_at": iso(job.created_at), "queued_at": iso(job.queued_at), "started_at": iso(job.started_at),

@@ -154,3 +154,46 @@ def test_launch_spec_carries_what_the_runner_needs():
                                                 "input": "/h/t.ipynb", "code": "", "command": "",
                                                 "parameters": {"lr": 1}, "workdir": "/h", "output": "/h/t-x.ipynb"}
     assert run.marker == "aaaaaaaaaaaa.2"
+
+
+# -- distributed training (cluster mode) ------------------------------------------
+
+def test_a_distributed_spec_in_cluster_mode():
+    s = parse_job_spec({"command": "torchrun train.py", "slice": "gpu-1", "distributed": {"workers": 3}},
+                       home="/home/jovyan", cluster=True)
+    assert s.distributed == {"framework": "pytorch", "workers": 3} and s.replicas == 4
+    assert s.to_dict()["distributed"] == {"framework": "pytorch", "workers": 3}
+    assert parse_job_spec({"command": "true"}, home="/home/jovyan", cluster=True).distributed == {}
+    again = parse_job_spec(s.to_dict(), home="/home/jovyan", cluster=True)  # a job definition's stored spec
+    assert again == s
+
+
+@pytest.mark.parametrize("body, cluster, words", [
+    ({"command": "x", "distributed": {"framework": "pytorch", "workers": 2}}, False,
+     "Distributed training runs only in cluster mode"),
+    ({"command": "x", "distributed": {"framework": "mpi", "workers": 2}}, True, "framework must be pytorch"),
+    ({"command": "x", "distributed": {"workers": 0}}, True, "from 1 to 64"),
+    ({"command": "x", "distributed": {"workers": 65}}, True, "from 1 to 64"),
+    ({"command": "x", "distributed": {"workers": 2.0}}, True, "whole number"),
+    ({"command": "x", "distributed": {"workers": True}}, True, "whole number"),
+    ({"command": "x", "distributed": {"workers": 2, "gpus": 1}}, True, "Unknown field(s) gpus"),
+    ({"command": "x", "distributed": 4}, True, "must be an object"),
+    ({"input": "a.ipynb", "distributed": {"workers": 2}}, True, "not notebooks"),
+    ({"command": "x", "slice": "1g.10gb", "distributed": {"workers": 2}}, True, "MIG or MPS"),
+    ({"command": "x", "slice": "mps-25", "distributed": {"workers": 2}}, True, "MIG or MPS"),
+    ({"command": "x", "slice": "gpu-2", "distributed": {"workers": 4}}, True, "10 GPUs, more than the 8"),
+])
+def test_distributed_specs_that_are_refused(body, cluster, words):
+    with pytest.raises(SpecError) as info:
+        parse_job_spec(body, home="/home/jovyan", cluster=cluster)
+    assert info.value.field in ("distributed", "slice") and words in info.value.message
+    assert info.value.message.endswith(".") and "\n" not in info.value.message  # one plain sentence
+
+
+def test_admission_totals_hold_every_replica():
+    from astrago.hub.jobs.spec import admission_totals
+
+    assert admission_totals("gpu-1", 4.0, 16.0, {}) == ("gpu-1", 4.0, 16.0)
+    assert admission_totals("1g.10gb", 4.0, 16.0, {}) == ("1g.10gb", 4.0, 16.0)
+    assert admission_totals("gpu-2", 4.0, 16.0, {"framework": "pytorch", "workers": 3}) == ("gpu-8", 16.0, 64.0)
+    assert admission_totals("cpu", 0.5, 2.0, {"framework": "pytorch", "workers": 63}) == ("cpu", 32.0, 128.0)

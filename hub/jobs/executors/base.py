@@ -30,6 +30,7 @@ class JobRun:
     process: dict = field(default_factory=dict)
     log_path: str = ""
     outputs: tuple = ()
+    distributed: dict = field(default_factory=dict)  # {} or {"framework": "pytorch", "workers": N}
 
     @property
     def marker(self) -> str:

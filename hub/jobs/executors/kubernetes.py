@@ -5,6 +5,10 @@ service creates the Job, follows its pod's log into the job's log file (so the A
 logs the same way in both modes), reads the exit code from the pod's terminated container,
 and deletes the Job (with its pods) on cancel or timeout. After a restart the Job is found
 again by name; one that is gone is FAILED with the reason.
+
+A distributed attempt is a Kubeflow PyTorchJob instead (custom-objects API): its Succeeded or
+Failed condition ends it, the master pod's log is the job's log and the master's exit code
+its exit code.
 """
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..manifests import CONTAINER, job_manifest, job_name
+from ..manifests import (CONTAINER, PYTORCH_CONTAINER, PYTORCH_JOB_GROUP, PYTORCH_JOB_PLURAL, PYTORCH_JOB_VERSION,
+                         REPLICA_LABEL, job_manifest, job_name, pytorch_job_manifest)
 from .base import ExecutorError, Exit, JobRun, Launch
 from .local import notebook_output_path
 
@@ -47,6 +52,11 @@ class KubernetesExecutor:
 
         return client.BatchV1Api(await self.api())
 
+    async def _custom(self):
+        from kubernetes_asyncio import client
+
+        return client.CustomObjectsApi(await self.api())
+
     async def _core(self):
         from kubernetes_asyncio import client
 
@@ -56,14 +66,22 @@ class KubernetesExecutor:
         return self.data_dir / run.id / f"attempt-{run.attempt}.log"
 
     def manifest(self, run: JobRun, output: str) -> dict:
+        """The batch/v1 Job, or the PyTorchJob when `run` is distributed."""
         c = self.config
-        return job_manifest(run, namespace=c.namespace, image=run.image or c.image, output=output,
-                            model=run.placement.get("model"), strategy=c.mig_strategy,
-                            service_account=c.service_account, run_as_uid=c.run_as_uid, run_as_gid=c.run_as_gid,
-                            home_claim=c.home_claim_template.format(username=run.owner) if c.home_claim_template else "",
-                            home_mount_path=c.home_mount_path, ttl_seconds_after_finished=c.ttl_seconds_after_finished,
-                            node_selector=dict(c.node_selector), extra_labels=dict(c.extra_labels),
-                            image_pull_secrets=list(c.image_pull_secrets))
+        common = dict(namespace=c.namespace, image=run.image or c.image, model=run.placement.get("model"),
+                      strategy=c.mig_strategy, service_account=c.service_account, run_as_uid=c.run_as_uid,
+                      run_as_gid=c.run_as_gid,
+                      home_claim=c.home_claim_template.format(username=run.owner) if c.home_claim_template else "",
+                      home_mount_path=c.home_mount_path, ttl_seconds_after_finished=c.ttl_seconds_after_finished,
+                      node_selector=dict(c.node_selector), extra_labels=dict(c.extra_labels),
+                      image_pull_secrets=list(c.image_pull_secrets))
+        if run.distributed:
+            return pytorch_job_manifest(run, **common)
+        return job_manifest(run, output=output, **common)
+
+    def _custom_args(self) -> dict:
+        return {"group": PYTORCH_JOB_GROUP, "version": PYTORCH_JOB_VERSION, "namespace": self.config.namespace,
+                "plural": PYTORCH_JOB_PLURAL}
 
     async def start(self, run: JobRun) -> Launch:
         from kubernetes_asyncio.client.exceptions import ApiException
@@ -72,10 +90,16 @@ class KubernetesExecutor:
         manifest = self.manifest(run, output)
         self.log_path(run).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            await (await self._batch()).create_namespaced_job(self.config.namespace, manifest)
+            if run.distributed:
+                await (await self._custom()).create_namespaced_custom_object(body=manifest, **self._custom_args())
+            else:
+                await (await self._batch()).create_namespaced_job(self.config.namespace, manifest)
         except ApiException as exc:
-            raise ExecutorError(f"Kubernetes refused the job: {exc.status} {exc.reason}") from None
+            what = "PyTorchJob (is the Kubeflow training operator installed?)" if run.distributed else "job"
+            raise ExecutorError(f"Kubernetes refused the {what}: {exc.status} {exc.reason}") from None
         process = {"namespace": self.config.namespace, "name": manifest["metadata"]["name"]}
+        if run.distributed:
+            process["kind"] = "PyTorchJob"
         self._follow(run)
         return Launch(process=process, log_path=str(self.log_path(run)), outputs=[output] if output else [])
 
@@ -87,9 +111,17 @@ class KubernetesExecutor:
             self._followers[run.marker] = asyncio.get_running_loop().create_task(self._stream_log(run))
 
     async def _pod(self, run: JobRun):
-        pods = await (await self._core()).list_namespaced_pod(
-            self.config.namespace, label_selector=f"job-name={job_name(run.id, run.attempt)}")
+        """The attempt's pod: the Job's one pod, or a PyTorchJob's master."""
+        if run.distributed:
+            selector = f"astrago.io/job-id={run.id},astrago.io/attempt={run.attempt},{REPLICA_LABEL}=master"
+        else:
+            selector = f"job-name={job_name(run.id, run.attempt)}"
+        pods = await (await self._core()).list_namespaced_pod(self.config.namespace, label_selector=selector)
         return pods.items[0] if pods.items else None
+
+    @staticmethod
+    def _container(run: JobRun) -> str:
+        return PYTORCH_CONTAINER if run.distributed else CONTAINER
 
     async def _stream_log(self, run: JobRun) -> None:
         """Copy the pod's log into the job's log file as it is written (from the start)."""
@@ -101,7 +133,7 @@ class KubernetesExecutor:
                     break
                 await asyncio.sleep(1.0)
             response = await (await self._core()).read_namespaced_pod_log(
-                pod.metadata.name, self.config.namespace, container=CONTAINER, follow=True,
+                pod.metadata.name, self.config.namespace, container=self._container(run), follow=True,
                 _preload_content=False)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             try:
@@ -121,6 +153,8 @@ class KubernetesExecutor:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         name = run.process.get("name") or job_name(run.id, run.attempt)
+        if run.distributed:
+            return await self._poll_pytorch_job(run, name)
         try:
             job = await (await self._batch()).read_namespaced_job_status(name, self.config.namespace)
         except ApiException as exc:
@@ -142,12 +176,37 @@ class KubernetesExecutor:
             return Exit(code, f"exited with code {code}")
         return None
 
+    async def _poll_pytorch_job(self, run: JobRun, name: str) -> Exit | None:
+        """A PyTorchJob ends with its Succeeded or Failed condition (the operator's, from the master)."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            job = await (await self._custom()).get_namespaced_custom_object(name=name, **self._custom_args())
+        except ApiException as exc:
+            if exc.status == 404:
+                return Exit(None, f"its PyTorchJob {name} is gone", lost=True)
+            raise
+        self._follow(run)
+        conditions = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []
+                      if c.get("status") == "True"}
+        if "Succeeded" in conditions:
+            await self._drain(run)
+            return Exit(0, "exited with code 0")
+        if "Failed" in conditions:
+            failed = conditions["Failed"]
+            code = await self._exit_code(run)
+            await self._drain(run)
+            if code is None:
+                return Exit(None, f"Kubernetes: {failed.get('reason', 'Failed')}: {failed.get('message', '')}")
+            return Exit(code, f"exited with code {code}")
+        return None
+
     async def _exit_code(self, run: JobRun) -> int | None:
         pod = await self._pod(run)
         if pod is None:
             return None
         for status in pod.status.container_statuses or []:
-            if status.name == CONTAINER and status.state and status.state.terminated:
+            if status.name == self._container(run) and status.state and status.state.terminated:
                 return status.state.terminated.exit_code
         return None
 
@@ -160,14 +219,19 @@ class KubernetesExecutor:
                 task.cancel()
 
     async def stop(self, run: JobRun) -> list[str]:
-        """Delete the Job and its pods; returns pod names still there after the grace period."""
+        """Delete the Job (or PyTorchJob) and its pods; returns pod names still there after the grace period."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         name = run.process.get("name") or job_name(run.id, run.attempt)
         try:
-            await (await self._batch()).delete_namespaced_job(
-                name, self.config.namespace, propagation_policy="Foreground",
-                grace_period_seconds=int(self.config.cancel_grace_seconds))
+            if run.distributed:
+                await (await self._custom()).delete_namespaced_custom_object(
+                    name=name, propagation_policy="Foreground",
+                    grace_period_seconds=int(self.config.cancel_grace_seconds), **self._custom_args())
+            else:
+                await (await self._batch()).delete_namespaced_job(
+                    name, self.config.namespace, propagation_policy="Foreground",
+                    grace_period_seconds=int(self.config.cancel_grace_seconds))
         except ApiException as exc:
             if exc.status != 404:
                 raise ExecutorError(f"Kubernetes refused to delete the job: {exc.status} {exc.reason}") from None
