@@ -125,20 +125,11 @@ class JobMagics(Magics):
             print(f"Follow it with: %job logs {job['id']} --follow")
 
     def _follow(self, client, job_id, offset):
-        end = None
-        for event, data in client.follow(job_id, offset):
-            if event == "log":
-                sys.stdout.write(data["text"])
-                sys.stdout.flush()
-            elif event == "end":
-                end = data
+        from astrago.hub.client.jobs import ending, follow_log
+
+        end = follow_log(client, job_id, offset, _write)
         if end is not None:
-            line = f"Job {job_id} {end['status'].lower().replace('_', ' ')}"
-            if end.get("exit_code") not in (None, 0):
-                line += f" (exit code {end['exit_code']})"
-            if end["status"] != "COMPLETED" and end.get("reason"):
-                line += f": {end['reason']}"
-            print(line + "." + "".join(f"\nOutput: {o}" for o in end.get("outputs") or []))
+            print(ending(job_id, end))
 
     # -- %%job -------------------------------------------------------------------
 
@@ -263,3 +254,8 @@ def html_table(jobs: list[dict], *, owner: bool = False) -> str:
 def load_ipython_extension(ipython):
     """`%load_ext astrago` (or the AstraGo IPython config) registers the magics."""
     ipython.register_magics(JobMagics)
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -148,22 +148,18 @@ def logs(args) -> int:
 
 
 def _follow(client, job_id: str, offset: int) -> int:
-    end = None
-    for event, data in client.follow(job_id, offset):
-        if event == "log":
-            sys.stdout.write(data["text"])
-            sys.stdout.flush()
-        elif event == "end":
-            end = data
+    from ..client.jobs import ending, follow_log
+
+    end = follow_log(client, job_id, offset, _write)
     if end is None:
         return 1
-    line = f"Job {job_id} {end['status'].lower().replace('_', ' ')}"
-    if end.get("exit_code") not in (None, 0):
-        line += f" (exit code {end['exit_code']})"
-    if end["status"] != "COMPLETED" and end.get("reason"):
-        line += f": {end['reason']}"
-    print(line + "." + "".join(f"\n  output: {o}" for o in end.get("outputs") or []))
+    print(ending(job_id, end, output_line="\n  output: {}"))
     return 0 if end["status"] == "COMPLETED" else 1
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 @_guard

@@ -109,6 +109,28 @@ def _parse_sse(lines) -> Iterator[tuple[str, dict, str | None]]:
             event_id = value
 
 
+def follow_log(client, job_id: str, offset: int, write) -> dict | None:
+    """Stream a job's log through `write` until it ends; returns the end event (None if the
+    stream stopped first). Shared by `astrago job logs --follow` and `%job logs --follow`."""
+    end = None
+    for event, data in client.follow(job_id, offset):
+        if event == "log":
+            write(data["text"])
+        elif event == "end":
+            end = data
+    return end
+
+
+def ending(job_id: str, end: dict, output_line: str = "\nOutput: {}") -> str:
+    """The sentence that closes a followed log: status, exit code, reason, outputs."""
+    line = f"Job {job_id} {end['status'].lower().replace('_', ' ')}"
+    if end.get("exit_code") not in (None, 0):
+        line += f" (exit code {end['exit_code']})"
+    if end["status"] != "COMPLETED" and end.get("reason"):
+        line += f": {end['reason']}"
+    return line + "." + "".join(output_line.format(o) for o in end.get("outputs") or [])
+
+
 def describe(job: dict) -> str:
     """One line about a job for people."""
     text = f"Job {job['id']} ({job['name']}) on {job['slice']}: {job['status']}"
