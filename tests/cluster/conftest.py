@@ -14,7 +14,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -48,10 +47,7 @@ def astrago_service():
     """A real embedded AstraGo (hub, proxy, service, realm) whose admission API the spawner calls."""
     require(os.geteuid() == 0, "root (astrago up makes system accounts)")
     tmp = Path(tempfile.mkdtemp(prefix="astrago-kube-"))
-    inventory = tmp / "cluster.yaml"
-    inventory.write_text(yaml.safe_dump(CLUSTER))
-    platform = new_platform(tmp)
-    platform.extra_args = ["--inventory-file", str(inventory)]
+    platform = new_platform(tmp, CLUSTER)
     platform.extra_env = {"ASTRAGO_RECONCILE_GRACE": "3600", "ASTRAGO_RECONCILE_INTERVAL": "3600"}
     platform.start()
     token = (platform.data_dir / "spawner_token").read_text().strip()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from support.fixtures import new_platform, require
 from support.kernel import run_code
@@ -29,10 +28,7 @@ def gpu_platform():
 
     require(os.geteuid() == 0, "root")
     tmp = Path(tempfile.mkdtemp(prefix="astrago-gpu-"))
-    inventory = tmp / "inventory.yaml"
-    inventory.write_text(yaml.safe_dump(INVENTORY))
-    p = new_platform(tmp)
-    p.extra_args = ["--inventory-file", str(inventory)]
+    p = new_platform(tmp, INVENTORY)
     p.start()
     yield p
     p.stop()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from support.fixtures import new_platform, require
 from support.platform import api_token, login
@@ -29,10 +28,7 @@ INVENTORY = {"nodes": [{"name": "jobbox", "gpus": [
 def start_jobs_platform(prefix: str):
     require(os.geteuid() == 0, "root (jobs run as each user's own system account)")
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
-    inventory = tmp / "inventory.yaml"
-    inventory.write_text(yaml.safe_dump(INVENTORY))
-    p = new_platform(tmp)
-    p.extra_args = ["--inventory-file", str(inventory)]
+    p = new_platform(tmp, INVENTORY)
     p.start()
     p.tmp = tmp
     session, _ = login(p, "admin", p.admin_password)

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from monkit import INVENTORY, MonitoredPlatform
 from support.fixtures import new_platform, require
@@ -23,10 +22,7 @@ from support.fixtures import new_platform, require
 def gpu_platform():
     require(os.geteuid() == 0, "root (the local spawner makes a system account per user)")
     tmp = Path(tempfile.mkdtemp(prefix="astrago-monitor-"))
-    inventory = tmp / "inventory.yaml"
-    inventory.write_text(yaml.safe_dump(INVENTORY))
-    p = new_platform(tmp)
-    p.extra_args = ["--inventory-file", str(inventory)]
+    p = new_platform(tmp, INVENTORY)
     p.start()
     try:
         yield MonitoredPlatform(p)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from support.fixtures import new_platform, require
 from support.mariadb import MariaDB
@@ -26,10 +25,7 @@ def quota_platform(request):
     require(os.geteuid() == 0, "root")
     db = None
     tmp = Path(tempfile.mkdtemp(prefix="astrago-quota-"))
-    inventory = tmp / "inventory.yaml"
-    inventory.write_text(yaml.safe_dump(INVENTORY))
-    p = new_platform(tmp)
-    p.extra_args = ["--inventory-file", str(inventory)]
+    p = new_platform(tmp, INVENTORY)
     p.extra_env = {"ASTRAGO_RECONCILE_INTERVAL": "2", "ASTRAGO_RECONCILE_GRACE": "4"}
     if request.param == "mariadb":
         require(MariaDB.available(), "Debian's mariadb-server")

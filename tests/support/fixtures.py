@@ -24,10 +24,19 @@ def require(condition: bool, what: str):
     pytest.skip(f"{what} is missing")
 
 
-def new_platform(tmp_root: Path) -> RunningPlatform:
+def new_platform(tmp_root: Path, inventory: dict | None = None) -> RunningPlatform:
+    """A platform (not started) in `tmp_root`; with `inventory`, its GPUs are that static
+    cluster spec (a named stand-in for NVML: every page says "simulated")."""
     data = tmp_root / "data"
     ports = {k: free_port() for k in ("hub", "proxy_api", "service", "realm")}
-    return RunningPlatform(data_dir=data, port=free_port(), ports=ports)
+    platform = RunningPlatform(data_dir=data, port=free_port(), ports=ports)
+    if inventory is not None:
+        import yaml
+
+        path = tmp_root / "inventory.yaml"
+        path.write_text(yaml.safe_dump(inventory))
+        platform.extra_args = ["--inventory-file", str(path)]
+    return platform
 
 
 def browser_login(browser, platform, username, password):
