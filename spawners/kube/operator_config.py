@@ -8,8 +8,11 @@
 - The **device plugin config map** (`astrago-device-plugin-config`), one entry per MPS
   replica count AstraGo offers (`mps-<N>-replicas`: N equal shares of each GPU, the resource renamed
   to `nvidia.com/gpu.shared`), plus `default` (no sharing). A node opts in with the label
-  `nvidia.com/device-plugin.config=mps-4-replicas` (slice `mps-25`). Every entry repeats `migStrategy: mixed`: a config
-  file's flags are what the plugin runs with.
+  `nvidia.com/device-plugin.config=mps-4-replicas` (slice `mps-25`). A config file's flags are
+  what the plugin runs with on that node: `default` (MIG and whole-GPU nodes) says
+  `migStrategy: mixed`; every MPS entry says `migStrategy: none`, because the plugin refuses to
+  start with MPS under `mixed` ("using --mig-strategy=mixed is not supported with MPS",
+  k8s-device-plugin cmd/nvidia-device-plugin/main.go). MPS runs on whole GPUs only.
 
 Both are derived from the catalogue (`slices.MPS_REPLICA_CHOICES`), never typed in; the
 YAML files under config/gpu-operator/ are these functions' output (a test checks that).
@@ -39,7 +42,8 @@ MIG_PARTED_CONFIG_KEY = "config.yaml"
 DEVICE_PLUGIN_CONFIG_MAP = "astrago-device-plugin-config"
 OPERATOR_NAMESPACE = "gpu-operator"
 ASTRAGO_CONFIG_PREFIX = "astrago-"
-MIG_STRATEGY = "mixed"
+MIG_STRATEGY = "mixed"  # nodes without sharing: MIG GPUs one resource per profile
+MPS_MIG_STRATEGY = "none"  # MPS nodes: the device plugin refuses MPS under any other MIG strategy
 
 #: layouts mig-manager must always find: the operator's `default` and an admin's hand-labelling
 BASE_MIG_CONFIGS: dict[str, list[dict]] = {
@@ -90,8 +94,9 @@ def merge_mig_configs(existing: Mapping[str, list], new: Mapping[str, list], in_
 
 
 def mps_sharing_config(replicas: int | None) -> dict:
-    """One device plugin config: MPS with `replicas` shares per GPU (None: no sharing)."""
-    config: dict[str, Any] = {"version": "v1", "flags": {"migStrategy": MIG_STRATEGY}}
+    """One device plugin config: MPS with `replicas` shares per GPU (None: no sharing, MIG `mixed`)."""
+    strategy = MPS_MIG_STRATEGY if replicas else MIG_STRATEGY
+    config: dict[str, Any] = {"version": "v1", "flags": {"migStrategy": strategy}}
     if replicas:
         config["sharing"] = {"mps": {"renameByDefault": True,
                                      "resources": [{"name": "nvidia.com/gpu", "replicas": replicas}]}}

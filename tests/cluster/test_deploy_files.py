@@ -37,6 +37,19 @@ def test_the_operator_config_maps_are_what_the_catalogue_generates():
         operator_config.mig_parted_config_map(operator_config.BASE_MIG_CONFIGS)]
 
 
+def test_mps_device_plugin_configs_run_without_a_mig_strategy():
+    # the device plugin exits "using --mig-strategy=mixed is not supported with MPS"; a node's
+    # config (label nvidia.com/device-plugin.config) is what its plugin runs with
+    data = load_all(REPO / "config/gpu-operator/mps-sharing.yaml")[0]["data"]
+    assert yaml.safe_load(data["default"]) == {"version": "v1", "flags": {"migStrategy": "mixed"}}
+    assert yaml.safe_load(data["mps-4-replicas"]) == {
+        "version": "v1", "flags": {"migStrategy": "none"},
+        "sharing": {"mps": {"renameByDefault": True, "resources": [{"name": "nvidia.com/gpu", "replicas": 4}]}}}
+    for key, text in data.items():
+        if key != "default":
+            assert yaml.safe_load(text)["flags"] == {"migStrategy": "none"}, key
+
+
 def test_gpu_operator_values_point_at_astragos_config_maps():
     values = yaml.safe_load((REPO / "config/gpu-operator/values.yaml").read_text())
     assert values["mig"] == {"strategy": "mixed"}
