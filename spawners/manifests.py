@@ -6,11 +6,16 @@ Pure functions returning plain dicts, tested against literal dicts the way kubes
 
 How Kubernetes sees slices (NVIDIA device plugin + GPU feature discovery):
 
-- MIG, `mixed` strategy: one extended resource per profile, `nvidia.com/mig-<profile>`;
+- MIG, `mixed` strategy: one extended resource per profile, `nvidia.com/mig-<profile>`, the
+  device plugin spelling `+` as `.` (`1g.10gb+me` -> `nvidia.com/mig-1g.10gb.me`: `+` is not
+  legal in a resource name);
 - MIG, `single` strategy: slices are `nvidia.com/gpu`, told apart by the product label
   `<product>-MIG-<profile>`;
 - MPS: `nvidia.com/gpu.shared` (device plugin `renameByDefault: true`), on nodes labelled
-  `nvidia.com/gpu.sharing-strategy=mps` with `nvidia.com/gpu.replicas=N` (a share of 100/N %);
+  `nvidia.com/gpu.sharing-strategy=mps` with `nvidia.com/gpu.replicas=N` (a share of 100/N %).
+  With the resource renamed, GFD leaves `nvidia.com/gpu.product` as it is (no `-SHARED`
+  suffix: that is only appended when the resource keeps its name), so the model is matched
+  on the plain product label;
 - whole GPUs: `nvidia.com/gpu` on nodes without sharing.
 """
 
@@ -26,6 +31,7 @@ __all__ = [
     "GPU_TOLERATION",
     "container_gpu_resources",
     "local_process_env",
+    "mig_resource_name",
     "pod_spec_fragment",
 ]
 
@@ -38,6 +44,13 @@ TARGET_KUBERNETES_VERSION = "1.33.0"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
+SHARED_RESOURCE = "nvidia.com/gpu.shared"
+
+
+def mig_resource_name(profile: str) -> str:
+    """The device plugin's resource for a MIG profile under `mixed`: `+` becomes `.`
+    (`1g.10gb+me` -> `nvidia.com/mig-1g.10gb.me`)."""
+    return f"nvidia.com/mig-{profile.replace('+', '.')}"
 
 
 def _model(model) -> slices.GPUModel | None:
@@ -81,7 +94,7 @@ def container_gpu_resources(slice_name: str, model: slices.GPUModel | str | None
         result["env"]["NVIDIA_VISIBLE_DEVICES"] = "void"
         return result
     if request.kind == "mig" and strategy == "mixed":
-        resource, amount = f"nvidia.com/mig-{request.profile}", 1
+        resource, amount = mig_resource_name(request.profile), 1
         if model is not None:
             result["node_affinity_required"] = _product_affinity(slices.gfd_product_labels(model))
     elif request.kind == "mig":
@@ -91,14 +104,13 @@ def container_gpu_resources(slice_name: str, model: slices.GPUModel | str | None
         result["node_affinity_required"] = _product_affinity(
             [f"{label}-MIG-{request.profile}" for m in candidates for label in slices.gfd_product_labels(m)])
     elif request.kind == "mps":
-        resource, amount = "nvidia.com/gpu.shared", 1
+        resource, amount = SHARED_RESOURCE, 1
         result["node_selector"].update({
             "nvidia.com/gpu.sharing-strategy": "mps",
             "nvidia.com/gpu.replicas": str(100 // request.percent),
         })
         if model is not None:
-            result["node_affinity_required"] = _product_affinity(
-                [f"{label}-SHARED" for label in slices.gfd_product_labels(model)])
+            result["node_affinity_required"] = _product_affinity(slices.gfd_product_labels(model))
     else:
         resource, amount = "nvidia.com/gpu", request.count
         result["node_selector"]["nvidia.com/gpu.sharing-strategy"] = "none"

@@ -13,6 +13,7 @@ from astrago.spawners.manifests import (
     TARGET_KUBERNETES_VERSION,
     container_gpu_resources,
     local_process_env,
+    mig_resource_name,
     pod_spec_fragment,
 )
 from astrago.spawners.placement import Placement
@@ -58,15 +59,25 @@ def test_mig_single():
     }
 
 
-def test_mps():
+def test_mps_selects_the_renamed_resource_and_the_sharing_label_not_a_shared_product():
+    # renameByDefault: true -> the resource is nvidia.com/gpu.shared and GFD appends no -SHARED
+    # to nvidia.com/gpu.product (k8s-device-plugin internal/lm/resource.go)
     assert container_gpu_resources("mps-25", "A30") == {
         "resources": {"limits": {"nvidia.com/gpu.shared": "1"}, "requests": {"nvidia.com/gpu.shared": "1"}},
         "node_selector": {"nvidia.com/gpu.sharing-strategy": "mps", "nvidia.com/gpu.replicas": "4"},
         "node_affinity_required": [{"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In",
-                                                          "values": ["NVIDIA-A30-SHARED"]}]}],
+                                                          "values": ["NVIDIA-A30"]}]}],
         "tolerations": [TOLERATION],
         "env": {"ASTRAGO_SLICE": "mps-25", "ASTRAGO_GPU_UNITS": "1/4"},
     }
+
+
+def test_media_extension_profiles_request_the_device_plugins_resource_name():
+    # the device plugin names `1g.10gb+me` nvidia.com/mig-1g.10gb.me; `+` is not legal in a resource name
+    assert container_gpu_resources("1g.10gb+me", "H100-80GB")["resources"] == {
+        "limits": {"nvidia.com/mig-1g.10gb.me": "1"}, "requests": {"nvidia.com/mig-1g.10gb.me": "1"}}
+    assert mig_resource_name("1g.10gb+me") == "nvidia.com/mig-1g.10gb.me"
+    assert mig_resource_name("3g.40gb") == "nvidia.com/mig-3g.40gb"
 
 
 def test_whole_gpus():
