@@ -9,7 +9,17 @@ then `hub.extraConfig` (config/z2jh/values.yaml) calls
 `ClusterSettings` is the one description of a cluster deployment; every field comes from
 an `ASTRAGO_*` variable of the hub pod (`hub.extraEnv`, secrets through `valueFrom`).
 What z2jh already configures (proxy, hub address, user storage, images, culling) is left
-to the chart; lists and dicts the chart filled are extended, never replaced.
+to the chart; lists and dicts the chart filled are extended, never replaced. Four of the
+chart's KubeSpawner settings matter and are read here, after the chart set them:
+
+- `profile_list`: the chart always sets it (`singleuser.profileList`, default `[]`), and a
+  set value beats GPUKubeSpawner's `@default`; the slice callable is set explicitly on
+  `c.GPUKubeSpawner` (a subclass section wins over `c.KubeSpawner`);
+- `image`: jobs that name no image run the hub's single-user image (`JobsConfig.image`);
+- `pvc_name_template` and `slug_scheme`: job pods mount the volume KubeSpawner made, named
+  the way KubeSpawner names it;
+- `hub_connect_url` (`http://hub:8081`): with one namespace per user, pods reach the hub and
+  the service by FQDN (`hub.<namespace>.svc.cluster.local`) instead.
 """
 from __future__ import annotations
 
@@ -43,6 +53,9 @@ class ClusterSettings:
     hub_db_url: str = _env("hub_db_url")  # JupyterHub's database (mysql+pymysql://...); empty: the chart's
     service_db_url: str = _env("db_url")  # the AstraGo service's database (mysql+pymysql://...)
     service_host: str = _env("service_host", "hub")  # the hub's Kubernetes Service (z2jh names it `hub`)
+    hub_namespace: str = field(default_factory=lambda: os.environ.get("ASTRAGO_HUB_NAMESPACE")
+                               or os.environ.get("POD_NAMESPACE", "default"))  # z2jh sets POD_NAMESPACE
+    job_image: str = _env("job_image")  # image of jobs that name none; empty: the chart's singleuser.image
     service_port: int = _env("service_port", str(SERVICE_PORT))
     service_data_dir: str = _env("service_data_dir", "/srv/jupyterhub/astrago")
     spawner_token: str = _env("spawner_token")  # the spawner's identity at the service (a secret)
@@ -81,9 +94,17 @@ class ClusterSettings:
         return rules
 
     @property
+    def hub_host(self) -> str:
+        """The hub Service's name as users' pods must say it: the short name in one namespace,
+        the FQDN when users' pods run in namespaces of their own (short names do not resolve there)."""
+        if self.user_namespaces and "." not in self.service_host:
+            return f"{self.service_host}.{self.hub_namespace}.svc.cluster.local"
+        return self.service_host
+
+    @property
     def service_url(self) -> str:
         """Where the proxy and users' pods reach the AstraGo service (the hub pod's extra port)."""
-        return f"http://{self.service_host}:{self.service_port}"
+        return f"http://{self.hub_host}:{self.service_port}"
 
     @classmethod
     def from_env(cls) -> "ClusterSettings":
@@ -93,6 +114,24 @@ class ClusterSettings:
 def _configured(section, name: str, default):
     """What the chart already set for `section.name` (a copy), else `default`."""
     return type(default)(section[name]) if name in section else default
+
+
+#: KubeSpawner 7's PVC name template when the chart leaves `pvcNameTemplate` empty
+KUBESPAWNER_PVC_NAME_TEMPLATE = "claim-{user_server}"
+
+
+def service_arguments(c, settings: ClusterSettings) -> list[str]:
+    """The managed service's traitlets arguments taken from what the chart configured: the job
+    image (singleuser.image unless ASTRAGO_JOB_IMAGE says otherwise), the users' volume claims
+    as KubeSpawner names them, and the MIG strategy jobs ask for."""
+    image = settings.job_image or _configured(c.KubeSpawner, "image", "")
+    claim = _configured(c.KubeSpawner, "pvc_name_template", KUBESPAWNER_PVC_NAME_TEMPLATE)
+    storage = _configured(c.KubeSpawner, "storage_pvc_ensure", True)
+    args = [f"--JobsConfig.mig_strategy={settings.mig_strategy}",
+            f"--JobsConfig.home_claim_template={claim if storage else ''}"]
+    if image:
+        args.append(f"--JobsConfig.image={image}")
+    return args
 
 
 def service_environment(settings: ClusterSettings, environ=os.environ) -> dict[str, str]:
@@ -117,6 +156,8 @@ def service_environment(settings: ClusterSettings, environ=os.environ) -> dict[s
 
 def configure_jupyterhub(c, settings: ClusterSettings, environ=os.environ) -> None:
     """Fill JupyterHub's config object `c` for cluster mode (after z2jh's own configuration)."""
+    from astrago.spawners.kube.spawner import slice_profile_list
+
     public = settings.public_url
     if settings.hub_db_url:
         c.JupyterHub.db_url = settings.hub_db_url
@@ -151,8 +192,10 @@ def configure_jupyterhub(c, settings: ClusterSettings, environ=os.environ) -> No
     c.JupyterHub.services = _configured(c.JupyterHub, "services", []) + [
         {"name": scopes.SERVICE_NAME, "url": settings.service_url,
          "command": [sys.executable, "-m", "astrago.hub.service", "--AstraGoService.mode=cluster",
-                     f"--AstraGoService.bind_url=http://0.0.0.0:{settings.service_port}/"],
-         "environment": service_environment(settings, environ),
+                     f"--AstraGoService.bind_url=http://0.0.0.0:{settings.service_port}/",
+                     *service_arguments(c, settings)],
+         "environment": {**service_environment(settings, environ),
+                         "ASTRAGO_SLUG_SCHEME": _configured(c.KubeSpawner, "slug_scheme", "safe")},
          "oauth_client_allowed_scopes": scopes.oauth_scopes_for_service(), "oauth_no_confirm": True,
          "display": False},
         {"name": "astrago-spawner", "api_token": settings.spawner_token, "display": False},
@@ -160,6 +203,8 @@ def configure_jupyterhub(c, settings: ClusterSettings, environ=os.environ) -> No
 
     # compute: users' pods on GPU slices
     c.JupyterHub.spawner_class = "astrago.spawners.kube.GPUKubeSpawner"
+    # the chart set c.KubeSpawner.profile_list ([] by default); the subclass's section wins
+    c.GPUKubeSpawner.profile_list = slice_profile_list
     c.GPUKubeSpawner.service_api_url = f"http://127.0.0.1:{settings.service_port}/services/{scopes.SERVICE_NAME}/api/"
     c.GPUKubeSpawner.service_api_token = settings.spawner_token
     c.GPUKubeSpawner.mig_strategy = settings.mig_strategy
@@ -175,3 +220,15 @@ def configure_jupyterhub(c, settings: ClusterSettings, environ=os.environ) -> No
     if settings.user_namespaces:
         c.KubeSpawner.enable_user_namespaces = True
         c.KubeSpawner.user_namespace_template = settings.user_namespace_template
+        # the chart's http://hub:8081 does not resolve from a user's namespace
+        port = _hub_port(_configured(c.JupyterHub, "hub_connect_url", "")) or 8081
+        c.JupyterHub.hub_connect_url = f"http://{settings.hub_host}:{port}"
+
+
+def _hub_port(url: str) -> int | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).port if url else None
+    except ValueError:
+        return None

@@ -27,6 +27,16 @@ from ..admission_queue import refuse, wait_for_admission
 from . import events, pods, profiles
 
 
+async def slice_profile_list(spawner) -> list[dict]:
+    """KubeSpawner's `profile_list` as a callable: the slices `spawner`'s user may start now.
+
+    z2jh sets `c.KubeSpawner.profile_list` from `singleuser.profileList` (default `[]`), and a
+    configured value beats a trait's `@default`; hub/cluster.py therefore sets
+    `c.GPUKubeSpawner.profile_list = slice_profile_list` after the chart's configuration.
+    """
+    return await spawner.slice_profiles()
+
+
 class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
     """A user's JupyterLab in a pod on the GPU slice they chose, admitted by AstraGo."""
 
@@ -40,7 +50,7 @@ class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
 
     @default("profile_list")
     def _profile_list_default(self):
-        return self.slice_profiles
+        return slice_profile_list
 
     async def slice_choices(self) -> list[profiles.SliceChoice]:
         offers = await self.admission.offers(self.user.name, self._groups())
@@ -75,7 +85,7 @@ class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
                     await asyncio.wait_for(self._note_signal.wait(), timeout=1)
                 except asyncio.TimeoutError:
                     pass
-            if self._start_future is not None and self._start_future.done() and self.allocation is None:
+            if self.allocation is None:
                 return  # refused before a pod was asked for
         last = None
         slice_name = (self.allocation or {}).get("slice")
@@ -90,39 +100,50 @@ class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
     # -- lifecycle -------------------------------------------------------
 
     def start(self):
+        """Admission first (queue positions as progress), then KubeSpawner's own public `start`.
+
+        Only public hooks are used: `start` is wrapped, `load_user_options` (documented as the
+        override point for other options) is a no-op because the choice is applied here after
+        admission. Nothing of KubeSpawner's private `_start` is overridden or called.
+        """
         self._notes, self._note_signal, self._admission_over = [], asyncio.Event(), asyncio.Event()
-        return super().start()
+        self._admission_future = asyncio.ensure_future(self._admit_then_start())
+        return self._admission_future
 
     async def load_user_options(self):
-        """The choice was re-checked and its pod settings applied in `_start`, after admission."""
+        """The choice was re-checked and its pod settings applied in `start`, after admission."""
 
-    async def _start(self):
+    async def _admit(self) -> None:
+        """Re-check the choice, wait for admission, lay the slice's pod settings over the traits."""
+        await self._release("a new server starts")  # anything a crashed earlier spawn left behind
         try:
-            await self._release("a new server starts")  # anything a crashed earlier spawn left behind
-            try:
-                choice = profiles.choose(self.user_options, await self.slice_choices())
-            except profiles.OptionsRefused as exc:
-                raise refuse(exc.message, reason=exc.kind) from None
-            except (ServiceUnavailable, AdmissionRefused) as exc:
-                raise refuse(f"AstraGo cannot check your choice right now: {exc}",
-                                     reason="service-unavailable") from None
-            self._note(10, f"Asking AstraGo for {choice.slice}")
-            decision = await wait_for_admission(
-                self.admission, owner_id=self.owner_id, user=self.user.name, groups=self._groups(),
-                slice_name=choice.slice, cpu=self.default_cpu, memory_gib=self.default_memory_gib,
-                note=self._note, timeout=self.queue_timeout, poll_interval=self.queue_poll_interval)
-            model = (decision.get("placement") or {}).get("model") if self.pin_gpu_model else None
-            self.allocation = {"id": decision["id"], "slice": choice.slice, "model": model}
-            self._apply_pod_settings(pods.slice_overrides(
-                choice.slice, model, self.mig_strategy, allocation_id=decision["id"], cpu=self.default_cpu,
-                memory_gib=self.default_memory_gib))
-            self._note(30, f"Admitted: {choice.slice} ({decision.get('gpu_units', 0):.2f} GPU units); "
-                           "asking Kubernetes for a pod")
+            choice = profiles.choose(self.user_options, await self.slice_choices())
+        except profiles.OptionsRefused as exc:
+            raise refuse(exc.message, reason=exc.kind) from None
+        except (ServiceUnavailable, AdmissionRefused) as exc:
+            raise refuse(f"AstraGo cannot check your choice right now: {exc}",
+                         reason="service-unavailable") from None
+        self._note(10, f"Asking AstraGo for {choice.slice}")
+        decision = await wait_for_admission(
+            self.admission, owner_id=self.owner_id, user=self.user.name, groups=self._groups(),
+            slice_name=choice.slice, cpu=self.default_cpu, memory_gib=self.default_memory_gib,
+            note=self._note, timeout=self.queue_timeout, poll_interval=self.queue_poll_interval)
+        model = (decision.get("placement") or {}).get("model") if self.pin_gpu_model else None
+        self.allocation = {"id": decision["id"], "slice": choice.slice, "model": model}
+        self._apply_pod_settings(pods.slice_overrides(
+            choice.slice, model, self.mig_strategy, allocation_id=decision["id"], cpu=self.default_cpu,
+            memory_gib=self.default_memory_gib))
+        self._note(30, f"Admitted: {choice.slice} ({decision.get('gpu_units', 0):.2f} GPU units); "
+                       "asking Kubernetes for a pod")
+
+    async def _admit_then_start(self):
+        try:
+            await self._admit()
         finally:
             self._admission_over.set()
             self._note_signal.set()
         try:
-            return await super()._start()
+            return await super().start()
         except BaseException:
             await self._release("the server did not start")
             raise

@@ -63,8 +63,9 @@ def test_the_configuration_extends_what_the_chart_set(settings):
     service = c.JupyterHub.services[1]
     assert service["url"] == "http://hub:10101"
     assert service["command"] == [sys.executable, "-m", "astrago.hub.service", "--AstraGoService.mode=cluster",
-                                  "--AstraGoService.bind_url=http://0.0.0.0:10101/"]
-    assert service["environment"] == service_environment(settings, environ)
+                                  "--AstraGoService.bind_url=http://0.0.0.0:10101/", "--JobsConfig.mig_strategy=mixed",
+                                  "--JobsConfig.home_claim_template=claim-{user_server}"]  # no chart image set here
+    assert service["environment"] == {**service_environment(settings, environ), "ASTRAGO_SLUG_SCHEME": "safe"}
     assert service["environment"]["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"  # in-cluster config in the service
     assert c.JupyterHub.services[2] == {"name": "astrago-spawner", "api_token": "spawner-secret", "display": False}
     assert c.GPUKubeSpawner.service_api_url == "http://127.0.0.1:10101/services/astrago/api/"
