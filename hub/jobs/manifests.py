@@ -37,6 +37,36 @@ def label_value(text: str) -> str:
     return value or "x"
 
 
+#: KubeSpawner's limit on each name field it expands (`_expand_user_properties`)
+_SLUG_MAX_LENGTH = 48
+
+
+def user_claim_name(template: str, username: str, servername: str = "", slug_scheme: str = "safe") -> str:
+    """The PVC name KubeSpawner gives `username`'s server for `template` (pure), with kubespawner's
+    own slug functions: under KubeSpawner 7's `safe` scheme `claim-{username}` and z2jh's
+    `claim-{user_server}` both give `claim-alice-example-org---7a64adf2` for `alice@example.org`.
+    `escape` is the pre-7 scheme. Job pods mount this claim, the volume the spawner made."""
+    from kubespawner.slugs import escape_slug, multi_slug, safe_slug
+
+    safe_username = safe_slug(username, max_length=_SLUG_MAX_LENGTH)
+    safe_servername = safe_slug(servername, max_length=_SLUG_MAX_LENGTH) if servername else ""
+    if len(safe_username) + len(safe_servername) + 2 > _SLUG_MAX_LENGTH:
+        safe_user_server = multi_slug([username, servername], max_length=_SLUG_MAX_LENGTH)
+    else:
+        safe_user_server = f"{safe_username}--{safe_servername}" if servername else safe_username
+    if slug_scheme == "safe":
+        names = {"username": safe_username, "servername": safe_servername, "user_server": safe_user_server}
+    elif slug_scheme == "escape":
+        escaped_user, escaped_server = escape_slug(username), escape_slug(servername)
+        names = {"username": escaped_user, "servername": escaped_server,
+                 "user_server": f"{escaped_user}--{escaped_server}" if servername else escaped_user}
+    else:
+        raise ValueError(f"slug scheme must be 'safe' or 'escape', not {slug_scheme!r}")
+    names.update(unescaped_username=username, unescaped_servername=servername, safe_username=safe_username,
+                 safe_servername=safe_servername, safe_user_server=safe_user_server)
+    return template.format(**names)
+
+
 def quantity_cpu(cpu: float) -> str:
     millis = max(1, int(round(cpu * 1000)))
     return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"

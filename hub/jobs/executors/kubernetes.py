@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..manifests import (CONTAINER, PYTORCH_CONTAINER, PYTORCH_JOB_GROUP, PYTORCH_JOB_PLURAL, PYTORCH_JOB_VERSION,
-                         REPLICA_LABEL, job_manifest, job_name, pytorch_job_manifest)
+                         REPLICA_LABEL, job_manifest, job_name, pytorch_job_manifest, user_claim_name)
 from .base import ExecutorError, Exit, JobRun, Launch
 from .local import notebook_output_path
 
@@ -65,13 +65,21 @@ class KubernetesExecutor:
     def log_path(self, run: JobRun) -> Path:
         return self.data_dir / run.id / f"attempt-{run.attempt}.log"
 
+    def home_claim(self, owner: str) -> str:
+        """The user's volume as KubeSpawner named it (its slug scheme: $ASTRAGO_SLUG_SCHEME, which
+        hub/cluster.py sets from the hub's KubeSpawner.slug_scheme; default `safe`)."""
+        template = self.config.home_claim_template
+        if not template:
+            return ""
+        return user_claim_name(template, owner, slug_scheme=os.environ.get("ASTRAGO_SLUG_SCHEME") or "safe")
+
     def manifest(self, run: JobRun, output: str) -> dict:
-        """The batch/v1 Job, or the PyTorchJob when `run` is distributed."""
+        """The batch/v1 Job, or the PyTorchJob when `run` is distributed. A job that names no
+        image runs JobsConfig.image (in cluster mode the hub's single-user image, set by hub/cluster.py)."""
         c = self.config
         common = dict(namespace=c.namespace, image=run.image or c.image, model=run.placement.get("model"),
                       strategy=c.mig_strategy, service_account=c.service_account, run_as_uid=c.run_as_uid,
-                      run_as_gid=c.run_as_gid,
-                      home_claim=c.home_claim_template.format(username=run.owner) if c.home_claim_template else "",
+                      run_as_gid=c.run_as_gid, home_claim=self.home_claim(run.owner),
                       home_mount_path=c.home_mount_path, ttl_seconds_after_finished=c.ttl_seconds_after_finished,
                       node_selector=dict(c.node_selector), extra_labels=dict(c.extra_labels),
                       image_pull_secrets=list(c.image_pull_secrets))
