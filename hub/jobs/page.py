@@ -40,6 +40,8 @@ class JobsPage(PageHandler):
             user = self.get_argument("user", "") or None
         else:
             user = me
+            if not await self.page_requires(scopes.READ, user=me, also=scopes.JOBS):  # as GET api/jobs
+                return
         status = self.get_argument("status", "") or None
         if status not in (None, *states.STATUSES):
             status = None

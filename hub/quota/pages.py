@@ -34,6 +34,8 @@ class MyPage(QuotaPage):
         if self.skip():
             return
         me = self.hub_user["name"]
+        if not await self.page_requires(scopes.READ, user=me):  # as GET api/users/<me>/quota
+            return
         groups = sorted(self.hub_user.get("groups", []))
         end = _today()
         start = end - timedelta(days=13)

@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import scopes
 from tornado.log import app_log
 
-from .base import APIHandler
+from .base import ACCESS_SCOPE, APIHandler
 
 TEMPLATES = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().parent.parent / "templates" / "astrago")),
                         autoescape=select_autoescape(["html"]))
@@ -45,7 +45,9 @@ class PageHandler(APIHandler):
             self.redirect(self.get_login_url())
             self._finished_early = True
             return
-        self._shared_context = await self.shared_context() if self.hub_user else {}
+        # what every page shows beside its own content (e.g. idle-GPU notices) needs access too
+        allowed = self.hub_user and self.has_scope(ACCESS_SCOPE)
+        self._shared_context = await self.shared_context() if allowed else {}
 
     @property
     def xsrf_value(self) -> str:
@@ -73,13 +75,22 @@ class PageHandler(APIHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(html)
 
-    async def page_requires(self, scope: str, *, user: str | None = None) -> bool:
-        """True if allowed; otherwise audit, answer a 403 page and return False."""
-        if self.has_scope(scope, user=user):
+    async def page_requires(self, scope: str, *, user: str | None = None, also: str | None = None) -> bool:
+        """True if allowed; otherwise audit, answer a 403 page and return False.
+
+        A page shows what an API shows, so it checks what that API checks: the caller's token
+        (or the service's OAuth cookie) must carry access to the service and `scope` (or `also`),
+        filtered to `user` when given. A token made with no scopes sees no page."""
+        allowed = self.has_scope(ACCESS_SCOPE) and (
+            self.has_scope(scope, user=user) or (also is not None and self.has_scope(also, user=user)))
+        if allowed:
             return True
-        await self.audit(f"page {self.request.path}", "denied", target=user or "", reason=f"missing scope {scope}")
+        needed = f"{scope}!user={user}" if user else scope
+        if not self.has_scope(ACCESS_SCOPE):
+            needed = ACCESS_SCOPE
+        await self.audit(f"page {self.request.path}", "denied", target=user or "", reason=f"missing scope {needed}")
         self.set_status(403)
-        self.render_page("forbidden.html", needed=scope)
+        self.render_page("forbidden.html", needed=needed)
         return False
 
 
