@@ -19,9 +19,9 @@ PATHS = {
         "getMetrics", "Prometheus metrics (text format 0.0.4): GPUs, slices and who holds them, utilisation, "
         "quota use, the queue, jobs, uploads, idle-GPU reclaim. Needs custom:astrago:metrics:read",
         content="text/plain")},
-    "/api/monitor/fleet": {"get": _op("getFleet", "Nodes, GPUs, MIG layouts with holders and utilisation, "
+    "/api/monitor/fleet": {"get": _op("getMonitorFleet", "Nodes, GPUs, MIG layouts with holders and utilisation, "
                                                    "collector status")},
-    "/api/monitor/usage": {"get": _op("getUsage", "A user's slices, GPU-hours per day and utilisation history "
+    "/api/monitor/usage": {"get": _op("getMonitorUsage", "A user's slices, GPU-hours per day and utilisation history "
                                                    "(one's own; others' with custom:astrago:read)",
                                       params=["user"])},
     "/api/monitor/notices": {"get": _op("getReclaimNotices", "Idle-GPU warnings and stops of a user (one's own)",

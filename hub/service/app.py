@@ -133,10 +133,26 @@ class AstraGoService(Application):
             default_handler_class=NotFoundHandler,
             astrago=self,
             hub_auth=self.hub_auth,
-            cookie_secret=os.urandom(32),
+            cookie_secret=self.cookie_secret(),
             xsrf_cookies=False,  # API: token or HubOAuth cookie; HubOAuth checks xsrf on cookie auth
             log_function=self._log_request,
         )
+
+    cookie_secret_file = Unicode(config=True, help="Where the secret signing the service's browser cookies is "
+                                 "kept (made once, mode 0600), so a restart logs nobody out. Default: "
+                                 "<data dir>/service_cookie_secret. $ASTRAGO_SERVICE_COOKIE_SECRET (e.g. from a "
+                                 "Kubernetes Secret) wins over the file.")
+
+    @default("cookie_secret_file")
+    def _default_cookie_secret_file(self):
+        return str(Path(self.data_dir) / "service_cookie_secret")
+
+    def cookie_secret(self) -> bytes:
+        """The secret of the service's cookies: the same across restarts."""
+        from_env = os.environ.get("ASTRAGO_SERVICE_COOKIE_SECRET", "").strip()
+        if from_env:
+            return from_env.encode()
+        return read_or_create_secret(Path(self.cookie_secret_file)).encode()
 
     def _log_request(self, handler):
         status = handler.get_status()
@@ -162,7 +178,37 @@ class AstraGoService(Application):
         for task in tasks:
             task.cancel()
         server.stop()
+        try:  # requests still open (an upload whose client vanished) end now, not with a 500 at exit
+            await asyncio.wait_for(server.close_all_connections(), 5)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 -- stopping anyway
+            pass
         self.db.close()
+
+
+def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """A hex secret kept at `path`, made once (mode 0600, never readable by others)."""
+    import secrets
+
+    try:
+        value = path.read_text().strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = secrets.token_hex(nbytes)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)  # only the first of two racing starts wins; the other reads its secret
+    except FileExistsError:
+        value = path.read_text().strip()
+    finally:
+        os.unlink(tmp)
+    return value
 
 
 def _stop_when_hub_dies() -> None:

@@ -138,9 +138,17 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             problem = problem_for_status(status_code, "AstraGo hit an internal error; the service log has details.")
         self._write_problem(problem)
 
+    def allowed_methods(self) -> str:
+        """The methods this resource answers (the `Allow` header of a 405, as RFC 9110 wants)."""
+        mine = [m for m in self.SUPPORTED_METHODS
+                if getattr(type(self), m.lower(), None) is not getattr(web.RequestHandler, m.lower(), None)]
+        return ", ".join(mine)
+
     def _write_problem(self, problem: Problem):
         self.clear()
         self.set_status(problem.status)
+        if problem.status == 405:
+            self.set_header("Allow", self.allowed_methods())
         self.set_header("Content-Type", PROBLEM_CONTENT_TYPE)
         self.finish(json.dumps(problem.to_dict(instance=self.request.path)))
 

@@ -25,6 +25,7 @@ PROBLEM_STATUS = {
     "payload-too-large": 413,
     "unsupported-media-type": 415,
     "internal-error": 500,
+    "unavailable": 503,
     # resumable uploads (tus 1.0.0 fixes these statuses)
     "gone": 410,
     "precondition-failed": 412,
