@@ -15,7 +15,7 @@ import json
 import logging
 import time
 
-from tornado import web
+from tornado import iostream, web
 
 from .. import scopes
 from ..service.base import APIHandler
@@ -45,6 +45,7 @@ class TusHandler(APIHandler):
         self._gone = False
         self._cleaned = False
         self._problem_headers: dict[str, str] = {}
+        self._watchdog: asyncio.Task | None = None
 
     @property
     def area(self) -> UploadsArea:
@@ -70,6 +71,8 @@ class TusHandler(APIHandler):
     def _write_problem(self, problem: Problem):
         self.clear()
         self.set_status(problem.status, reason=problem.title)
+        if problem.status == 405:
+            self.set_header("Allow", self.allowed_methods())
         if problem.type == "precondition-failed":
             self.set_header("Tus-Version", tus.TUS_VERSION)
         for key, value in self._problem_headers.items():
@@ -130,15 +133,43 @@ class TusHandler(APIHandler):
             return False
 
     def data_received(self, chunk: bytes):
+        if self._hold is not None:
+            self._hold.touch()
         if self._writer is not None and self._deferred is None:
             return self._writer.feed(chunk)
         return None  # a refused or bodiless request: what it sends is discarded
 
     def on_connection_close(self):
         self._gone = True
+        if self._hold is not None:
+            self._hold.closing = True  # a HEAD now waits for what arrived to be kept; a PATCH takes over
         body = getattr(self.request, "_body_future", None)
         if body is None or not body.done():
             asyncio.ensure_future(self._cleanup())
+        super().on_connection_close()  # ends the wait for the body: the handler finishes, nothing hangs
+
+    def _handle_request_exception(self, e):
+        if isinstance(e, iostream.StreamClosedError) or (self._gone and not isinstance(e, Problem)):
+            # the client went away mid-body: nobody to answer; keep what arrived, no error logged
+            self._finished = True
+            asyncio.ensure_future(self._cleanup())
+            return
+        super()._handle_request_exception(e)
+
+    async def _watch_idle(self):
+        """Close a connection that sends nothing for `body_idle_seconds` (a client that vanished
+        without TCP noticing, e.g. a page reload behind a proxy): what arrived is kept, the lock
+        freed, and the request ends instead of staying open for an hour."""
+        limit = self.config.body_idle_seconds
+        while self._hold is not None and not self._cleaned:
+            idle = self._hold.idle_for()
+            if idle >= limit:
+                self.log.info("upload %s: no data for %.0f s, closing the connection", self._hold_id, idle)
+                stream = getattr(self.request.connection, "stream", None)
+                if stream is not None and not stream.closed():
+                    stream.close()
+                return
+            await asyncio.sleep(min(limit - idle + 0.05, 5.0))
 
     def on_finish(self):
         if self._writer is not None or self._hold is not None:
@@ -149,6 +180,8 @@ class TusHandler(APIHandler):
         if self._cleaned:
             return
         self._cleaned = True
+        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+            self._watchdog.cancel()
         writer, self._writer = self._writer, None
         try:
             if writer is not None:
@@ -229,6 +262,8 @@ class TusHandler(APIHandler):
         await writer.open()
         self._writer = writer
         metrics.ACTIVE_WRITES.inc()
+        if self._hold is not None and self._watchdog is None:
+            self._watchdog = asyncio.ensure_future(self._watch_idle())
 
     async def _close_writer(self) -> int:
         writer, self._writer = self._writer, None
@@ -250,11 +285,12 @@ class TusHandler(APIHandler):
         overwrite = is_true(record.metadata.get("overwrite"))
 
         def place():
-            freed = area.storage.existing_size(record.owner, record.dir, record.filename) if overwrite else 0
-            quota.check_room(record.owner, record.length, config=area.config, store=area.store,
-                             storage=area.storage, freed=freed, count_pending=False)
-            return area.storage.place(record.owner, record.id, str(area.store.data_path(record.id)), record.dir,
-                                      record.filename, overwrite)
+            with quota.room_lock(record.owner):
+                freed = area.storage.existing_size(record.owner, record.dir, record.filename) if overwrite else 0
+                quota.check_room(record.owner, record.length, config=area.config, store=area.store,
+                                 storage=area.storage, freed=freed, count_pending=False)
+                return area.storage.place(record.owner, record.id, str(area.store.data_path(record.id)),
+                                          record.dir, record.filename, overwrite)
 
         try:
             record.path = await area.io(place)
@@ -368,10 +404,11 @@ class UploadsCollectionHandler(TusHandler):
             await area.io(area.storage.check_destination, owner, metadata.get("dir"),
                           metadata.get("filename") or metadata.get("name"), is_true(metadata.get("overwrite")))
         needed = length if length is not None else (body or 0)
-        await area.io(quota.check_room, owner, needed, config=area.config, store=area.store, storage=area.storage)
         record = UploadRecord(id=new_upload_id(), owner=owner, length=length, metadata=metadata,
                               created=time.time(), concat=concat[0] if concat else None)
-        await area.io(area.store.create, record)
+        # the declared length is reserved as the record is made, under the owner's lock
+        await area.io(quota.reserve, owner, needed, record, config=area.config, store=area.store,
+                      storage=area.storage)
         metrics.STARTED.inc()
         self._record = record
         self.log.info("upload %s created by %s (%s bytes)", record.id, owner, length if length is not None else "deferred")
@@ -429,11 +466,10 @@ class UploadsCollectionHandler(TusHandler):
                                   f"({size} of {part.length if part.length is not None else '?'} bytes).")
             total = sum(sizes)
             exclude = {p.id for p in parts}
-            await area.io(quota.check_room, owner, total, config=area.config, store=area.store,
-                          storage=area.storage, exclude=exclude)
             record = UploadRecord(id=new_upload_id(), owner=owner, length=total, metadata=self._metadata,
                                   created=time.time(), concat="final", parts=[p.id for p in parts])
-            await area.io(area.store.create, record)
+            await area.io(quota.reserve, owner, total, record, config=area.config, store=area.store,
+                          storage=area.storage, exclude=exclude)
             metrics.STARTED.inc()
             await area.io(_concatenate, area.store, record, parts)
             self.set_header("Location", self.upload_url(record.id))
@@ -480,12 +516,11 @@ class UploadHandler(TusHandler):
     async def head(self, upload_id):
         record = await self._load_owned(upload_id, "uploads.head")
         await self._refuse_if_expired(record)
-        await self._lock(upload_id)  # a writer still holding it lets go first, so the offset is final
-        try:
-            record = await self._load(upload_id)
-            offset = await self.area.io(self.area.store.offset, record)
-        finally:
-            self._release()
+        # never takes the lock (a PATCH in progress goes on); a writer whose client is gone is
+        # waited for, so the offset includes what it keeps
+        await self.area.locks.settled(upload_id)
+        record = await self._load(upload_id)
+        offset = await self.area.io(self.area.store.offset, record)
         self.set_header("Upload-Offset", str(offset))
         if record.length is None:
             self.set_header("Upload-Defer-Length", "1")
@@ -545,10 +580,8 @@ class UploadHandler(TusHandler):
                 if new_length < offset or new_length > max_size:
                     raise Problem("invalid-request" if new_length < offset else "payload-too-large",
                                   f"Upload-Length {new_length} is outside {offset}..{max_size}.")
-                await area.io(quota.check_room, record.owner, new_length, config=area.config, store=area.store,
-                              storage=area.storage, exclude={record.id})
-                record.length = new_length
-                await area.io(area.store.save, record)
+                await area.io(quota.reserve_length, record.owner, record, new_length, config=area.config,
+                              store=area.store, storage=area.storage)
         if record.state != RECEIVING:
             if body:
                 raise Problem("conflict", "This upload is complete; it takes no more bytes.")
@@ -604,7 +637,10 @@ def _errors(*codes):
     return {str(c): {"$ref": "#/components/responses/Problem"} for c in codes}
 
 
-_TUS_HEADER = {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"type": "string", "const": "1.0.0"}}
+# not `required`: the server answers a missing or other version itself, with 412 and Tus-Version (tus 1.0.0)
+_TUS_HEADER = {"name": "Tus-Resumable", "in": "header", "required": False,
+               "description": "the tus version, 1.0.0; missing or another one: 412 Precondition Failed with "
+                              "Tus-Version", "schema": {"type": "string", "const": "1.0.0"}}
 _ID = {"name": "upload_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
 
 PATHS = {

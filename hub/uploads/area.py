@@ -20,7 +20,7 @@ class UploadsArea:
         self.store = UploadStore(config.data_dir)
         self.store.ensure()
         self.storage = UserStorage(config)
-        self.locks = UploadLocks(config.lock_takeover_seconds)
+        self.locks = UploadLocks(config.lock_takeover_seconds, config.lock_stall_seconds)
         self.executor = ThreadPoolExecutor(max_workers=config.io_threads, thread_name_prefix="astrago-upload-io")
         self._cleaner: asyncio.Task | None = None
 

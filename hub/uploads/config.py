@@ -63,6 +63,14 @@ class UploadsConfig(Configurable):
                                   help="How long a new request for an upload waits for the request holding it "
                                   "to let go after being interrupted; then it answers 423 Locked.")
 
+    lock_stall_seconds = Float(3.0, config=True,
+                               help="A request holding an upload that has received nothing for this long counts as "
+                               "dead: a new PATCH takes over from it. A live one makes the newcomer get 423 Locked.")
+
+    body_idle_seconds = Float(60.0, config=True,
+                              help="An upload request whose body sends nothing for this long is closed (what "
+                              "arrived is kept), so a vanished client holds no connection or lock.")
+
     drain_limit_kib = Integer(1024, config=True,
                               help="A refused PATCH/POST body up to this size is read and discarded so the "
                               "client sees the answer; a larger one is answered and the connection closed.")

@@ -8,6 +8,8 @@ over the uploads default.
 """
 from __future__ import annotations
 
+import threading
+
 from ..service.problems import Problem
 from .config import GIB
 from .store import RECEIVING, UploadRecord
@@ -73,3 +75,30 @@ def _fmt(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} bytes"
+
+
+#: one lock per user: checking the room and recording the upload that takes it happen together,
+#: so simultaneous creations cannot each see the same free space (the I/O threads run in parallel)
+_ROOM_LOCKS: dict[str, threading.Lock] = {}
+_ROOM_LOCKS_GUARD = threading.Lock()
+
+
+def room_lock(user: str) -> threading.Lock:
+    with _ROOM_LOCKS_GUARD:
+        return _ROOM_LOCKS.setdefault(user, threading.Lock())
+
+
+def reserve(user: str, needed: int, record, *, config, store, storage, exclude=()) -> None:
+    """Check the room and create the upload's record (which holds `needed` against the quota
+    from then on, until it finishes, is terminated or expires), as one step (blocking)."""
+    with room_lock(user):
+        check_room(user, needed, config=config, store=store, storage=storage, exclude=exclude)
+        store.create(record)
+
+
+def reserve_length(user: str, record, new_length: int, *, config, store, storage) -> None:
+    """A deferred length becomes known: check it and record it, as one step (blocking)."""
+    with room_lock(user):
+        check_room(user, new_length, config=config, store=store, storage=storage, exclude={record.id})
+        record.length = new_length
+        store.save(record)

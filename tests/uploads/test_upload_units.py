@@ -156,19 +156,44 @@ async def test_writer_refuses_more_than_its_limit(tmp_path, executor):
 
 # -- locks ------------------------------------------------------------------------------------
 
-async def test_lock_takeover_interrupts_the_holder():
-    locks = UploadLocks(takeover_seconds=5)
+async def test_a_live_holder_is_not_interrupted_the_newcomer_gets_423():
+    """A PATCH receiving bytes keeps the upload: a competing PATCH is refused (tus clients retry 423)."""
+    locks = UploadLocks(takeover_seconds=5, stall_seconds=30)
+    interrupted = []
+    first = await locks.acquire("u", lambda: interrupted.append(True))
+    with pytest.raises(Problem) as exc:
+        await locks.acquire("u", None)
+    assert exc.value.status == 423 and exc.value.type == "locked"
+    assert interrupted == [] and locks.held("u")
+    await locks.settled("u")  # a reader (HEAD) neither waits for a live holder nor interrupts it
+    assert interrupted == [] and locks.holder("u") is first
+
+
+async def test_a_stalled_holder_is_taken_over():
+    locks = UploadLocks(takeover_seconds=5, stall_seconds=0.05)
     interrupted = []
     first = await locks.acquire("u", lambda: interrupted.append(True) or locks.release("u", first))
+    await asyncio.sleep(0.1)  # nothing received for longer than stall_seconds: dead
     second = await locks.acquire("u", None)
     assert interrupted == [True]
-    assert locks.held("u")
+    assert locks.holder("u") is second
     locks.release("u", second)
     assert not locks.held("u")
 
 
+async def test_a_closed_holder_is_waited_for_by_head_and_patch():
+    locks = UploadLocks(takeover_seconds=5, stall_seconds=30)
+    first = await locks.acquire("u", None)
+    first.closing = True  # its connection went away: it is keeping what arrived
+    asyncio.get_running_loop().call_later(0.05, locks.release, "u", first)
+    await locks.settled("u")
+    assert not locks.held("u")
+    second = await locks.acquire("u", None)
+    assert locks.holder("u") is second
+
+
 async def test_a_holder_that_never_lets_go_gives_423_not_a_wedge():
-    locks = UploadLocks(takeover_seconds=0.05)
+    locks = UploadLocks(takeover_seconds=0.05, stall_seconds=0)
     await locks.acquire("u", lambda: None)
     with pytest.raises(Problem) as exc:
         await locks.acquire("u", None)
