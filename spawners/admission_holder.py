@@ -50,11 +50,14 @@ class AdmissionHolder(LoggingConfigurable):
     def load_state(self, state):
         super().load_state(state)
         self.allocation = state.get("astrago_allocation")
+        self._unreleased = state.get("astrago_unreleased") or self._unreleased
 
     def get_state(self):
         state = super().get_state()
         if self.allocation:
             state["astrago_allocation"] = self.allocation
+        if self._unreleased:  # a release the service could not take (it was down): tried again at the next start
+            state["astrago_unreleased"] = self._unreleased
         return state
 
     def clear_state(self):
@@ -88,5 +91,9 @@ class AdmissionHolder(LoggingConfigurable):
         except AdmissionRefused as exc:
             if exc.status != 404:
                 self.log.warning("Releasing %s failed: %s", held["id"], exc)
-        except ServiceUnavailable as exc:  # the service's reconciler releases it once the server is gone
-            self.log.warning("Releasing %s failed: %s", held["id"], exc)
+        except ServiceUnavailable as exc:
+            # e.g. the hub stopping: JupyterHub stops its services before users' servers. Nothing is
+            # lost: the service releases it in its round at start (before its first admission), and
+            # this spawner tries again before its next start (kept in its state).
+            self.log.warning("Releasing %s failed (the service releases it when it is back): %s", held["id"], exc)
+            self._unreleased = held

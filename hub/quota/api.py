@@ -28,6 +28,10 @@ def setup(service) -> None:
     from .storage_limit import make_storage_limit_lookup
 
     upload_quota.storage_limit_lookup = make_storage_limit_lookup(service)
+    import asyncio
+
+    service.started_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    service.ledger_ready = asyncio.Event()  # set once the round at start has run (see background)
     lost = service.db.run_sync(service.desk.restore)
     if lost:
         service.log.warning("released %d allocation(s) whose devices are gone: %s", len(lost), ", ".join(lost))
@@ -37,9 +41,17 @@ async def background(service) -> None:
     """Reconcile allocations with JupyterHub's servers now and every `reconcile_interval`."""
     import asyncio
 
-    from .reconcile import reconcile_once
+    from .reconcile import reconcile_at_start, reconcile_once
 
-    await asyncio.sleep(min(5.0, service.reconcile_interval))  # let the hub settle after a restart
+    try:  # before the first admission: what the service's previous life left held is released
+        todo = await reconcile_at_start(service, service.started_at)
+        if todo is None:
+            service.log.warning("reconcile at start: JupyterHub's API did not answer; admitting anyway")
+    except Exception:
+        service.log.exception("reconcile at start failed")
+    finally:
+        service.ledger_ready.set()
+    await asyncio.sleep(service.reconcile_interval)
     while True:
         try:
             await reconcile_once(service, grace_s=service.reconcile_grace)
@@ -65,9 +77,24 @@ class QuotaHandler(APIHandler):
         return self.service.desk
 
 
+async def ledger_ready(service, timeout_s: float = 60.0) -> None:
+    """Wait for the round at start (nothing from before is still held); 503 if it takes too long."""
+    import asyncio
+
+    ready = getattr(service, "ledger_ready", None)
+    if ready is None or ready.is_set():
+        return
+    try:
+        await asyncio.wait_for(ready.wait(), timeout_s)
+    except asyncio.TimeoutError:
+        raise Problem("unavailable", "AstraGo is still checking what was allocated before it restarted; "
+                      "try again in a moment.") from None
+
+
 class AdmissionsHandler(QuotaHandler):
     async def post(self):
         await self.require(scopes.ADMISSIONS, action="admission.create")
+        await ledger_ready(self.service)
         body = self.json_body()
         owner = body.get("owner") or {}
         missing = [k for k in ("user", "slice") if not isinstance(body.get(k), str) or not body.get(k)]

@@ -28,7 +28,7 @@ from astrago.spawners.placement import Placement, Placer
 
 from . import fairshare
 from .books import QuotaBook
-from .limits import QuotaLimits, Request, Usage, check, effective_quota
+from .limits import QuotaLimits, Request, Usage, check, effective_quota, running_jobs_limit
 from .models import AdmissionLock, Allocation, Quota
 
 ACTIVE = ("queued", "admitted")
@@ -95,6 +95,9 @@ class AdmissionDesk:
         self.placer = Placer(inventory)
         self._fit_cache: dict = {}
         self._quota_book = QuotaBook()
+        #: (cores, GiB) that admitted jobs may hold together on this machine (the local executor
+        #: sets it); None: no bound (Kubernetes places jobs by their requests)
+        self.job_capacity: tuple[Fraction, Fraction] | None = None
 
     # -- start-up --------------------------------------------------------
 
@@ -236,6 +239,13 @@ class AdmissionDesk:
             alloc.reason = "over quota: " + " ".join(o.sentence() for o in over_now)
             session.flush()
             return Outcome(self.describe(session, alloc))
+        if req.owner_kind == "job":
+            bounds = self._job_bounds(session, {req.user: limits})
+            why = bounds.refusal(req.user, request.cpu, request.memory_gib)
+            if why:
+                alloc.reason = f"waiting: {why}"
+                session.flush()
+                return Outcome(self.describe(session, alloc))
         placement = self.placer.place(alloc.id, req.slice)
         try:
             if placement is not None:
@@ -277,9 +287,10 @@ class AdmissionDesk:
         if not queued:
             return []
         state = self._cycle_state(session, queued)
+        jobs = self._job_bounds(session, state.limits) if any(a.owner_kind == "job" for a in queued) else None
         result = plan_admissions(state.candidates, self.placer, group_usage=state.group_usage,
                                  user_usage=state.user_usage, weights=state.weights, limits=state.limits,
-                                 usage=state.usage)
+                                 usage=state.usage, jobs=jobs)
         now = _now()
         if result.admitted:
             rows = {a.id: a for a in session.scalars(select(Allocation).where(
@@ -339,6 +350,19 @@ class AdmissionDesk:
         return out
 
     # -- internals ---------------------------------------------------------
+
+    def _job_bounds(self, session: Session, limits: Mapping[str, QuotaLimits]) -> "JobBounds":
+        """What admitted jobs hold now: per user (against running_jobs) and together (against
+        the machine's capacity)."""
+        running: dict[str, int] = {}
+        cpu, mem = Fraction(0), Fraction(0)
+        for user, c, m in session.execute(select(Allocation.user, Allocation.cpu, Allocation.memory_gib)
+                                          .where(Allocation.owner_kind == "job", Allocation.status == "admitted")):
+            running[user] = running.get(user, 0) + 1
+            cpu += _amount(c)
+            mem += _amount(m)
+        caps = {u: running_jobs_limit(lim) for u, lim in limits.items()}
+        return JobBounds(running, caps, self.job_capacity, cpu, mem)
 
     def _held_now(self, session: Session, user: str, *, with_hours: bool) -> Usage:
         """What `user` holds now, read as plain columns (the admission path: no ORM objects);
@@ -459,7 +483,8 @@ UNLIMITED = QuotaLimits()
 #: than the cycle itself)
 _QUEUED_COLUMNS = (Allocation.id, Allocation.user, Allocation.accounting_group, Allocation.created_at,
                    Allocation.priority, Allocation.slice, Allocation.units_num, Allocation.units_den,
-                   Allocation.cpu, Allocation.memory_gib, Allocation.groups, Allocation.reason)
+                   Allocation.cpu, Allocation.memory_gib, Allocation.groups, Allocation.reason,
+                   Allocation.owner_kind)
 
 #: within one cycle, each admission counts against its group and user as this many hours of
 #: its GPU units, so capacity freed at once is shared out rather than going to one group
@@ -479,6 +504,45 @@ class Candidate:
     units: Fraction
     cpu: Fraction = Fraction(0)
     memory_gib: Fraction = Fraction(0)
+    kind: str = "workspace"  # workspace | job
+
+
+@dataclass
+class JobBounds:
+    """Running jobs against their bounds: per user (`running_jobs` of the quota) and on the
+    machine (the local executor's cores and memory). Updated as a cycle admits."""
+
+    running: dict  # user -> admitted jobs
+    caps: dict  # user -> running_jobs limit
+    capacity: tuple | None  # (cores, GiB) all admitted jobs may hold; None: unbounded
+    cpu: Fraction = Fraction(0)
+    memory_gib: Fraction = Fraction(0)
+
+    def refusal(self, user: str, cpu: Fraction, memory_gib: Fraction) -> str:
+        """Why a job of `user` asking for cpu and memory cannot start now ('' : it can)."""
+        from .limits import DEFAULT_RUNNING_JOBS
+
+        n, cap = self.running.get(user, 0), self.caps.get(user, DEFAULT_RUNNING_JOBS)
+        if n >= cap:
+            return f"you have {n} running jobs, the limit is {cap}"
+        if self.capacity is not None:
+            cores, gib = self.capacity
+            if self.cpu + cpu > cores and self.cpu > 0:
+                return (f"the machine's {_fmt_amount(cores)} cores for jobs are taken "
+                        f"({_fmt_amount(self.cpu)} held by running jobs)")
+            if self.memory_gib + memory_gib > gib and self.memory_gib > 0:
+                return (f"the machine's {_fmt_amount(gib)} GiB of memory for jobs is taken "
+                        f"({_fmt_amount(self.memory_gib)} GiB held by running jobs)")
+        return ""
+
+    def add(self, user: str, cpu: Fraction, memory_gib: Fraction) -> None:
+        self.running[user] = self.running.get(user, 0) + 1
+        self.cpu += cpu
+        self.memory_gib += memory_gib
+
+
+def _fmt_amount(v: Fraction) -> str:
+    return f"{float(v):.2f}".rstrip("0").rstrip(".")
 
 
 @dataclass
@@ -501,7 +565,8 @@ class CycleResult:
 def _candidate(a) -> Candidate:
     """A queued allocation (an ORM object or a `_QUEUED_COLUMNS` row) as a cycle sees it."""
     return Candidate(a.id, a.user, a.accounting_group, _ts(a.created_at), a.priority, a.slice,
-                     _units(a.units_num, a.units_den), _amount(a.cpu), _amount(a.memory_gib))
+                     _units(a.units_num, a.units_den), _amount(a.cpu), _amount(a.memory_gib),
+                     getattr(a, "owner_kind", None) or "workspace")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -601,7 +666,7 @@ class _Held:
 def plan_admissions(candidates, placer: Placer, *, group_usage: Mapping[str, float],
                     user_usage: Mapping[str, float], weights: Mapping[str, float],
                     limits: Mapping[str, QuotaLimits], usage: Mapping[str, Usage],
-                    charge_hours: float = ADMISSION_CHARGE_HOURS) -> CycleResult:
+                    charge_hours: float = ADMISSION_CHARGE_HOURS, jobs: JobBounds | None = None) -> CycleResult:
     """One scheduling cycle over in-memory state (pure but for `placer`, which it places on).
 
     Walks the fair order; a request that fits its owner's quota and the free capacity is
@@ -640,6 +705,10 @@ def plan_admissions(candidates, placer: Placer, *, group_usage: Mapping[str, flo
                     exceeded = check(lim, h.usage(), Request(c.slice, c.units, c.cpu, c.memory_gib))
                     if exceeded:
                         why = over[key] = "over quota: " + " ".join(o.sentence() for o in exceeded)
+            if why is None and jobs is not None and c.kind == "job":
+                bound = jobs.refusal(c.user, c.cpu, c.memory_gib)
+                if bound:
+                    why = f"waiting: {bound}"
             if why is None:
                 placement = placer.place(c.id, c.slice)
                 if placement is None:
@@ -649,6 +718,8 @@ def plan_admissions(candidates, placer: Placer, *, group_usage: Mapping[str, flo
                     admitted.append((c.id, placement))
                     if lim is not None:
                         held[c.user].add(c)
+                    if jobs is not None and c.kind == "job":
+                        jobs.add(c.user, c.cpu, c.memory_gib)
         if not taken:
             reasons[c.id] = why
             if len(full) == len(slices_waiting):

@@ -23,7 +23,22 @@ DIMENSIONS = {
     "storage_gib": ("GiB", "storage used"),
     "servers": ("servers", "running servers and jobs"),
     "gpu_hours": ("GPU-hours", "GPU-hours in the rolling period"),
+    "queued_jobs": ("jobs", "jobs waiting to run (CREATED or QUEUED)"),
+    "running_jobs": ("jobs", "jobs running at once"),
 }
+
+#: what a user may have of jobs when no quota sets it: no user floods the machine by default
+#: (an administrator raises them per user, group or in the default quota)
+DEFAULT_QUEUED_JOBS = 20
+DEFAULT_RUNNING_JOBS = 8
+
+
+def queued_jobs_limit(limits: "QuotaLimits") -> int:
+    return DEFAULT_QUEUED_JOBS if limits.queued_jobs is None else limits.queued_jobs
+
+
+def running_jobs_limit(limits: "QuotaLimits") -> int:
+    return DEFAULT_RUNNING_JOBS if limits.running_jobs is None else limits.running_jobs
 
 
 def as_fraction(value) -> Fraction:
@@ -47,6 +62,8 @@ class QuotaLimits:
     gpu_hours_period_days: int | None = None
     profile_caps: dict = field(default_factory=dict)  # slice name -> max held at once
     allowed_slices: tuple | None = None  # slice names this subject may use (None: all)
+    queued_jobs: int | None = None  # jobs waiting at once (None here: DEFAULT_QUEUED_JOBS in the end)
+    running_jobs: int | None = None  # jobs running at once (None here: DEFAULT_RUNNING_JOBS in the end)
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "QuotaLimits":
@@ -73,7 +90,7 @@ class QuotaLimits:
                         raise ValueError(f"profile cap of {k} must be a whole number >= 0")
                     caps[str(k)] = v
                 values[f.name] = caps
-            elif f.name in ("servers", "gpu_hours_period_days"):
+            elif f.name in ("servers", "gpu_hours_period_days", "queued_jobs", "running_jobs"):
                 if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
                     raise ValueError(f"{f.name} must be a whole number >= 0")
                 values[f.name] = raw

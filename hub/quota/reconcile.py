@@ -27,14 +27,18 @@ class Plan:
     stop: list  # owner ids of servers running without an allocation
 
 
-def plan(allocations: list[dict], servers: dict[str, ServerState], now: datetime, grace: timedelta) -> Plan:
+def plan(allocations: list[dict], servers: dict[str, ServerState], now: datetime, grace: timedelta,
+         started_at: datetime | None = None) -> Plan:
     """What to fix (pure). `allocations`: active workspace allocations as dicts with id, owner_id,
-    status, created_at, admitted_at."""
+    status, created_at, admitted_at. With `started_at` (this service process's start), an
+    allocation made before it is never "young": the spawn that asked for it belongs to the
+    service's previous life, so only a server the hub still lists keeps it (the round at start)."""
     release, covered = [], set()
     for a in allocations:
         server = servers.get(a["owner_id"])
         covered.add(a["owner_id"])
-        young = now - (a["admitted_at"] or a["created_at"]) < grace
+        made = a["admitted_at"] or a["created_at"]
+        young = now - made < grace and not (started_at is not None and made < started_at)
         if server is None and not young:
             release.append((a["id"], "its server is not running"))
         elif server is not None and a["status"] == "queued" and not server.pending and not young:
@@ -63,14 +67,18 @@ async def hub_servers(service) -> dict[str, ServerState] | None:
     return out
 
 
-async def reconcile_once(service, grace_s: float = 120.0) -> Plan | None:
-    servers = await hub_servers(service)
+async def reconcile_once(service, grace_s: float = 120.0, started_at: datetime | None = None) -> Plan | None:
+    try:
+        servers = await hub_servers(service)
+    except (OSError, ValueError) as exc:
+        service.log.warning("reconcile: JupyterHub's API did not answer (%s); nothing changed", exc)
+        return None
     if servers is None:
         service.log.warning("reconcile: JupyterHub's API did not answer; nothing changed")
         return None
     allocations = await service.db.run(active_workspace_allocations)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    todo = plan(allocations, servers, now, timedelta(seconds=grace_s))
+    todo = plan(allocations, servers, now, timedelta(seconds=grace_s), started_at=started_at)
     for allocation_id, reason in todo.release:
         outcome = await service.db.run(service.desk.release, allocation_id, reason)
         await service.db.run(lambda s, a=outcome.allocation: _audit(s, "reconcile.release", a["user"],
@@ -85,6 +93,24 @@ async def reconcile_once(service, grace_s: float = 120.0) -> Plan | None:
         service.log.info("reconcile: released %d allocation(s), stopped %d server(s)", len(todo.release),
                          len(todo.stop))
     return todo
+
+
+async def reconcile_at_start(service, started_at: datetime, *, timeout_s: float = 60.0,
+                             retry_s: float = 0.5) -> Plan | None:
+    """The first round, before the service admits anything: allocations of servers that are not
+    running (their releases failed while the service was down, e.g. the hub stops the service
+    before users' servers) are released, so nothing dead stays held or charged. Retries while the
+    hub's API is not up yet; gives up (admissions go on, the periodic rounds catch up) after
+    `timeout_s`."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        todo = await reconcile_once(service, grace_s=service.reconcile_grace, started_at=started_at)
+        if todo is not None or time.monotonic() >= deadline:
+            return todo
+        await asyncio.sleep(retry_s)
 
 
 def _audit(session, action, target, detail):
