@@ -98,7 +98,17 @@ def submit(args) -> int:
     if args.command:
         spec.update(kind="command", command=args.command)
     else:
-        spec.update(kind="notebook" if args.file.endswith(".ipynb") else "script", input=args.file)
+        import os
+
+        base = os.path.expanduser(args.workdir) if args.workdir else os.getcwd()
+        path = os.path.abspath(os.path.join(base, os.path.expanduser(args.file)))
+        if not os.path.isfile(path):
+            raise AstraGoError(f"There is no file {args.file} here ({path}): give the path of a notebook (.ipynb) "
+                               "or a script (.py), or --command \"...\" to run a command.")
+        if not path.endswith((".ipynb", ".py")):
+            raise AstraGoError(f"{args.file} is neither a notebook (.ipynb) nor a script (.py); use --command for "
+                               "anything else.")
+        spec.update(kind="notebook" if path.endswith(".ipynb") else "script", input=path)
     client = _client()
     job = client.submit(**spec)
     if args.json:

@@ -57,9 +57,10 @@ def discover(url: str | None = None, token: str | None = None) -> tuple[str, str
         url = url or conf.get("url")
         token = token or conf.get("token") or os.environ.get("JUPYTERHUB_API_TOKEN")
     if not url or not token:
-        raise AstraGoError("Cannot find the AstraGo service: set ASTRAGO_SERVICE_URL and JUPYTERHUB_API_TOKEN, or "
-                           f"write {CONFIG_FILE} with {{\"url\": \"https://<hub>/services/astrago/\", "
-                           "\"token\": \"<JupyterHub API token>\"}.")
+        raise AstraGoError("You are not logged in to AstraGo: run `astrago login https://<hub>` (it asks for an "
+                           "API token from the hub's Token page), or set ASTRAGO_SERVICE_URL and "
+                           f"JUPYTERHUB_API_TOKEN, or write {CONFIG_FILE} with "
+                           "{\"url\": \"https://<hub>/services/astrago/\", \"token\": \"<JupyterHub API token>\"}.")
     return url.rstrip("/") + "/", token
 
 
@@ -83,6 +84,9 @@ class ServiceClient:
             response = self.session.request(method, self.absolute(path), **kw)
         except requests.ConnectionError as exc:
             raise AstraGoError(f"Cannot reach the AstraGo service at {self.url}: {exc}") from None
+        except requests.Timeout:
+            raise AstraGoError(f"The AstraGo service at {self.url} did not answer in {kw['timeout']:g} s; "
+                               "try again in a moment.") from None
         if response.status_code not in ok:
             raise problem_of(response)
         return response

@@ -19,11 +19,26 @@ class JobsClient:
     def __init__(self, client: ServiceClient | None = None):
         self.client = client or ServiceClient()
 
-    def submit(self, **spec) -> dict:
+    def submit(self, *, client_key: str | None = None, attempts: int = 5, **spec) -> dict:
         """POST api/jobs with the spec's fields (kind, input, code, command, parameters, slice, cpu,
-        memory, name, env, priority, max_runtime, retries, workdir); returns the job."""
+        memory, name, env, priority, max_runtime, retries, workdir); returns the job.
+
+        Every submission carries an idempotency key (`client_key`, made here when not given), so
+        when the answer is lost (the service restarting, a dropped connection, a 502/503 from the
+        proxy) the retry returns the job the first try made instead of a second one."""
+        import time
+        import uuid
+
         body = {k: v for k, v in spec.items() if v is not None}
-        return self.client.request("POST", "api/jobs", json=body, ok=(201,)).json()
+        body["client_key"] = client_key or uuid.uuid4().hex
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.client.request("POST", "api/jobs", json=body, ok=(200, 201)).json()
+            except AstraGoError as exc:
+                if attempt == attempts or not _worth_retrying(exc):
+                    raise
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 4.0))
+        raise AssertionError("unreachable")
 
     def list(self, *, user: str | None = None, status: str | None = None, limit: int = 200) -> list[dict]:
         params = {"limit": limit}
@@ -75,10 +90,16 @@ class JobsClient:
                 response.close()
 
 
+def _worth_retrying(exc: AstraGoError) -> bool:
+    """A failure that says nothing about the job (the service unreachable or restarting)."""
+    return exc.status is None or exc.status in (502, 503, 504)
+
+
 def _id(job_id: str) -> str:
     job_id = str(job_id).strip()
-    if not job_id or "/" in job_id:
-        raise AstraGoError(f"{job_id!r} is not a job id (they look like 3f2a9c1b7d4e).")
+    if not job_id or "/" in job_id or "?" in job_id or "#" in job_id:
+        raise AstraGoError(f"There is no job {job_id!r}: job ids look like 3f2a9c1b7d4e. "
+                           "List your jobs with `astrago job list` (or %jobs in a notebook).")
     return job_id
 
 

@@ -25,7 +25,7 @@ from .scheduler import JobConflict, JobScheduler, _limit_s
 from .spec import SpecError, parse_job_spec
 
 log = logging.getLogger("astrago.jobs")
-JOB_ID = r"(?P<job_id>[0-9a-f]{12})"
+JOB_ID = r"(?P<job_id>[^/]+)"  # any name: one that is no job answers "There is no job ..." (not "no API")
 DEF_ID = r"(?P<definition_id>[0-9a-f]{12})"
 
 
@@ -72,6 +72,11 @@ def setup(service) -> None:
 
     if ("jobs", "Jobs", scopes.READ) not in pages.ADMIN_SECTIONS:
         pages.ADMIN_SECTIONS.append(("jobs", "Jobs", scopes.READ))
+    if area.config.executor == "local":  # this machine runs every job: bound what runs at once
+        from fractions import Fraction
+
+        cores, gib = area.config.local_capacity()
+        service.desk.job_capacity = (Fraction(cores).limit_denominator(1000), Fraction(gib).limit_denominator(1000))
     note = getattr(area.executor, "limits_note", "")
     service.log.info("jobs: %s executor%s", area.executor.name, f" ({note})" if note else "")
 
@@ -95,7 +100,8 @@ class JobsHandler(APIHandler):
         found = await self.db.run(lambda s: self._describe(s, job_id))
         if found is None:
             await self.require(action=action)
-            raise Problem("not-found", f"There is no job {job_id}.")
+            raise Problem("not-found", f"There is no job {job_id}. List your jobs with `astrago job list` "
+                          "(or %jobs in a notebook).")
         owner = found["owner"]
         allowed = self.has_scope(scopes.JOBS, user=owner) or (not write and self.has_scope(scopes.READ, user=owner))
         if not allowed:
@@ -127,7 +133,18 @@ class JobCollectionHandler(JobsHandler):
         if self.caller_kind != "user":
             raise Problem("forbidden", "Only users submit jobs (a job runs as its owner's account).")
         body = self.json_body()
+        client_key = body.pop("client_key", None) or self.request.headers.get("Idempotency-Key") or None
+        if client_key is not None and (not isinstance(client_key, str) or not 0 < len(client_key) <= 255):
+            raise Problem("invalid-request", "client_key must be a string of 1 to 255 characters.",
+                          extra={"field": "client_key"})
         cfg = self.area.config
+        if client_key:  # a retry of a submission that went through: the same job, never a second one
+            again = await self.db.run(lambda s: (lambda j: store.describe_jobs(s, self.service.desk, [j])[0]
+                                                 if j else None)(store.find_by_key(s, me, client_key)))
+            if again is not None:
+                self.set_header("Location", f"{self.service.prefix}api/jobs/{again['id']}")
+                self.write_json(again, status=200)
+                return
         try:
             spec = parse_job_spec(body, home=self.area.home_of(me), cluster=cfg.executor == "kubernetes",
                                   max_runtime_limit_s=_limit_s(cfg), default_cpu=cfg.default_cpu,
@@ -138,14 +155,20 @@ class JobCollectionHandler(JobsHandler):
         groups = await self.groups_of(me)
 
         def submit(session):
-            job = store.submit(session, self.service.desk, spec, me, groups, self.area.executor.name)
-            return store.describe_jobs(session, self.service.desk, [job])[0]
+            existing = store.find_by_key(session, me, client_key)
+            job = existing or store.submit(session, self.service.desk, spec, me, groups, self.area.executor.name,
+                                           client_key=client_key)
+            return store.describe_jobs(session, self.service.desk, [job])[0], existing is None
 
         try:
-            job = await self.db.run(submit)
+            job, created = await self.db.run(submit)
         except AdmissionError as exc:
             await self.audit("job.submit", "denied", target=me, reason=exc.detail, detail={"slice": spec.slice})
             raise Problem(exc.kind, exc.detail, extra=exc.extra) from None
+        if not created:
+            self.set_header("Location", f"{self.service.prefix}api/jobs/{job['id']}")
+            self.write_json(job, status=200)
+            return
         await self.audit("job.submit", "allowed", target=me,
                          detail={"id": job["id"], "kind": spec.kind, "slice": spec.slice, "name": spec.name})
         self.scheduler.changed()

@@ -46,6 +46,24 @@ class JobsConfig(Configurable):
 
     # -- local executor ---------------------------------------------------
 
+    local_cpu_capacity = Float(0.0, config=True,
+                               help="Cores that running local jobs may hold together (their `cpu`); a job that "
+                               "does not fit waits QUEUED. 0: twice this machine's cores.")
+    local_memory_capacity_gib = Float(0.0, config=True,
+                                      help="Memory (GiB) that running local jobs may hold together; 0: this "
+                                      "machine's memory.")
+
+    def local_capacity(self) -> tuple[float, float]:
+        """(cores, GiB) that running local jobs may hold together."""
+        cores = self.local_cpu_capacity or 2.0 * (os.cpu_count() or 1)
+        gib = self.local_memory_capacity_gib
+        if not gib:
+            try:
+                gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024 ** 3
+            except (ValueError, OSError):
+                gib = 16.0
+        return float(cores), float(gib)
+
     user_env_prefix = Unicode(config=True,
                               help="Python environment that runs jobs (the users' environment, with papermill and "
                               "ipykernel; readable by every account). Default: $ASTRAGO_USER_ENV, else the "

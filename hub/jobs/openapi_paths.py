@@ -10,8 +10,10 @@ PATHS = {
     "/api/jobs": {
         "post": _op("submitJob", "Submit a notebook, script or command as a job on a slice: 201 with the job, "
                     "QUEUED (admitted at once or waiting, with the reason), or refused (invalid-request, "
-                    "invalid-slice, capacity-unavailable, quota-exceeded)", ok="201", errors=(400, 401, 403, 409, 422),
-                    body="#/components/schemas/JobSpec"),
+                    "invalid-slice, capacity-unavailable, quota-exceeded: over quota, or as many jobs waiting as the "
+                    "quota's queued_jobs). With a client_key (or an Idempotency-Key header) a retry returns the job "
+                    "the first request made (200), never a second one", ok="201", errors=(400, 401, 403, 409, 422),
+                    body="#/components/schemas/JobSubmission"),
         "get": _op("listJobs", "Jobs, newest first: one's own, or everyone's for AstraGo administrators",
                    errors=(400, 401, 403), params=[("user", "query"), ("status", "query"), ("limit", "query")]),
     },
@@ -74,8 +76,13 @@ _SPEC = {
     },
 }
 
+_SUBMISSION = {**_SPEC, "properties": {**_SPEC["properties"], "client_key": {
+    "type": "string", "maxLength": 255,
+    "description": "idempotency key: a retry with the same key returns the job already made (200)"}}}
+
 SCHEMAS = {
     "JobSpec": _SPEC,
+    "JobSubmission": _SUBMISSION,
     "JobDefinition": {"type": "object", "required": ["schedule", "spec"], "properties": {
         "name": {"type": "string"}, "schedule": {"type": "string", "examples": ["0 3 * * *"]},
         "timezone": {"type": "string", "examples": ["Europe/Berlin"]}, "active": {"type": "boolean"},
@@ -84,3 +91,7 @@ SCHEMAS = {
         "name": {"type": "string"}, "schedule": {"type": "string"}, "timezone": {"type": "string"},
         "active": {"type": "boolean"}, "spec": {"$ref": "#/components/schemas/JobSpec"}}},
 }
+
+# a retried submission (same client_key) answers 200 with the job the first one made
+PATHS["/api/jobs"]["post"]["responses"]["200"] = {"description": "The job an earlier submission with this "
+                                                  "client_key made", "content": {"application/json": {}}}

@@ -122,6 +122,8 @@ class JobScheduler:
 
     async def start(self, run: JobRun) -> None:
         async with self.lock(run.id):
+            if not await self.db.run(store.still_claimed, run.id, run.attempt):
+                return  # cancelled (or its admission released) between the claim and now: never started
             try:
                 launch = await self.executor.start(run)
             except ExecutorError as exc:
@@ -208,6 +210,11 @@ class JobScheduler:
     # -- restart ---------------------------------------------------------------------
 
     async def reconcile(self) -> None:
+        for run, executor_name in await self.db.run(store.claimed_runs):
+            try:
+                await self._recover_claim(run, executor_name)
+            except Exception:
+                log.exception("recovering the start of job %s failed", run.id)
         runs = await self.db.run(store.running_runs)
         for run, executor_name in runs:
             if executor_name != self.executor.name:
@@ -230,6 +237,34 @@ class JobScheduler:
             else:
                 await self._finish_exit(run, ended)
         await self.db.run(store.orphans, self.desk)
+
+    async def _recover_claim(self, run: JobRun, executor_name: str) -> None:
+        """A job claimed for a start when AstraGo stopped: its process runs (RUNNING now), ran and
+        left an exit status (RUNNING, then its end), or never ran (it waits to start again)."""
+        if executor_name != self.executor.name:
+            await self._finish(run, states.FAILED, f"it was to start on the {executor_name} executor, which this "
+                               "service no longer uses", None, retry=False)
+            return
+        if hasattr(self.executor, "adopt_pid"):
+            process = await asyncio.to_thread(self.executor.adopt_pid, run)
+            if process:
+                run = replace(run, process={k: v for k, v in process.items() if k != "claimed"})
+        ended = await self.executor.reattach(replace(run, process={k: v for k, v in run.process.items()
+                                                                   if k != "claimed"}))
+        if ended is not None and ended.lost:
+            await self.db.run(store.unclaim, run.id, run.attempt)
+            log.info("job %s attempt %d never started before the restart: it waits to start", run.id, run.attempt)
+            return
+        log_path = getattr(self.executor, "log_path", None)
+        log_file = str(log_path(run)) if callable(log_path) else ""
+        process = {k: v for k, v in run.process.items() if k != "claimed"}
+        await self.db.run(store.record_launch, run.id, run.attempt, process, log_file, [], "")
+        run = replace(run, process=process, log_path=log_file)
+        if ended is None:
+            self.running[run.id] = run
+            log.info("job %s attempt %d found running after a restart", run.id, run.attempt)
+        else:
+            await self._finish_exit(run, ended)
 
     # -- recurring runs ----------------------------------------------------------------
 

@@ -39,10 +39,40 @@ def transition(session: Session, job: Job, new: str, reason: str = "") -> None:
 
 # -- submitting -----------------------------------------------------------------
 
+def find_by_key(session: Session, owner: str, client_key: str | None) -> Job | None:
+    """The job `owner` already submitted with this idempotency key, if any."""
+    if not client_key:
+        return None
+    return session.scalars(select(Job).where(Job.owner == owner, Job.client_key == client_key)).first()
+
+
+def check_queued_limit(session: Session, desk: AdmissionDesk, owner: str, groups: list[str]) -> None:
+    """Refuse a new job when its owner already has as many waiting as their quota allows."""
+    from sqlalchemy import func
+
+    from ..quota.limits import queued_jobs_limit
+
+    limit = queued_jobs_limit(desk.limits_for(session, owner, groups))
+    waiting = session.scalar(select(func.count()).select_from(Job).where(
+        Job.owner == owner, Job.status.in_((states.CREATED, states.QUEUED)))) or 0
+    if waiting >= limit:
+        raise AdmissionError(
+            "quota-exceeded",
+            f"You have {waiting} queued jobs, the limit is {limit}: wait for some to finish or cancel them "
+            "(astrago job cancel ID).",
+            {"dimension": "queued_jobs", "limit": limit, "used": waiting})
+
+
 def submit(session: Session, desk: AdmissionDesk, spec: JobSpec, owner: str, groups: list[str], executor: str,
-           definition_id: str | None = None) -> Job:
+           definition_id: str | None = None, client_key: str | None = None) -> Job:
     """Record a job (CREATED) and ask for its admission (QUEUED). An AdmissionError (invalid
-    slice, never placeable, over quota even with nothing held) rolls both back."""
+    slice, never placeable, over quota even with nothing held, too many jobs waiting) rolls both
+    back. With `client_key`, a job the owner submitted with the same key is returned instead
+    (the caller tells them apart by `Job.created_at`/`find_by_key` first)."""
+    existing = find_by_key(session, owner, client_key)
+    if existing is not None:
+        return existing
+    check_queued_limit(session, desk, owner, groups)
     now = utcnow()
     job = Job(id=new_id(), owner=owner, groups=sorted(groups), name=spec.name, kind=spec.kind, input=spec.input,
               code=spec.code, command=spec.command, parameters=dict(spec.parameters), workdir=spec.workdir,
@@ -50,7 +80,8 @@ def submit(session: Session, desk: AdmissionDesk, spec: JobSpec, owner: str, gro
               priority=spec.priority, max_runtime_s=spec.max_runtime_s, retries=spec.retries, attempt=0,
               distributed=dict(spec.distributed),
               status=states.CREATED, reason="", executor=executor, process={}, log_path="", outputs=[],
-              cancel_requested=False, definition_id=definition_id, created_at=now, updated_at=now)
+              cancel_requested=False, definition_id=definition_id, client_key=client_key or None,
+              created_at=now, updated_at=now)
     session.add(job)
     session.add(JobEvent(job_id=job.id, at=now, status=states.CREATED, attempt=0, reason="submitted"))
     session.flush()
@@ -84,10 +115,17 @@ def run_of(job: Job, placement: dict) -> JobRun:
                   distributed=dict(job.distributed or {}))
 
 
+def is_claimed(job: Job) -> bool:
+    """A QUEUED job whose attempt is being started (its process may exist already)."""
+    return job.status == states.QUEUED and bool((job.process or {}).get("claimed"))
+
+
 def schedule_and_claim(session: Session, desk: AdmissionDesk) -> list[JobRun]:
-    """One scheduling cycle of the desk, then every queued job whose admission came through
-    becomes RUNNING (committed before its process starts: a crash after this commit finds
-    the job RUNNING and looks for its process; it never starts it a second time)."""
+    """One scheduling cycle of the desk, then every queued job whose admission came through is
+    claimed for its next attempt: still QUEUED ("starting"), its attempt counted and marked
+    `claimed` (committed before its process starts: a crash after this commit finds the claim
+    and looks for the process by its marker; it never starts it a second time). It becomes
+    RUNNING only once its process runs (`record_launch`)."""
     desk.schedule(session)
     rows = session.execute(select(Job, Allocation).join(Allocation, Allocation.id == Job.allocation_id)
                            .where(Job.status == states.QUEUED, Allocation.status == "admitted")
@@ -95,28 +133,63 @@ def schedule_and_claim(session: Session, desk: AdmissionDesk) -> list[JobRun]:
     claimed = []
     now = utcnow()
     for job, alloc in rows:
+        if is_claimed(job):
+            continue  # being started
         job.attempt += 1
         job.started_at = now
         job.finished_at = None
         job.exit_code = None
-        job.process = {}
+        job.process = {"claimed": job.attempt}
         job.log_path = ""
         job.outputs = []
-        transition(session, job, states.RUNNING, "starting")
+        job.reason = "starting"
+        job.updated_at = now
         claimed.append(run_of(job, alloc.placement))
     return claimed
 
 
+def still_claimed(session: Session, job_id: str, attempt: int) -> bool:
+    """True while the attempt may start (nobody cancelled the job or released its admission)."""
+    job = session.get(Job, job_id)
+    if job is None or not is_claimed(job) or job.attempt != attempt or job.cancel_requested:
+        return False
+    alloc = session.get(Allocation, job.allocation_id) if job.allocation_id else None
+    return alloc is not None and alloc.status == "admitted"
+
+
+def unclaim(session: Session, job_id: str, attempt: int) -> None:
+    """The attempt's process never ran (AstraGo stopped while starting it): it waits to start again."""
+    job = session.get(Job, job_id)
+    if job is not None and is_claimed(job) and job.attempt == attempt:
+        job.attempt -= 1
+        job.process = {}
+        job.started_at = None
+        job.reason = "waiting to start again (AstraGo restarted before its process ran)"
+        job.updated_at = utcnow()
+
+
+def claimed_runs(session: Session) -> list[tuple[JobRun, str]]:
+    """(run, executor name) of every claimed attempt, for a restart to look for."""
+    rows = session.execute(select(Job, Allocation).outerjoin(Allocation, Allocation.id == Job.allocation_id)
+                           .where(Job.status == states.QUEUED)).all()
+    return [(run_of(job, alloc.placement if alloc else {}), job.executor) for job, alloc in rows if is_claimed(job)]
+
+
 def record_launch(session: Session, job_id: str, attempt: int, process: dict, log_path: str, outputs: list,
                   note: str) -> None:
+    """The attempt's process runs: the job becomes RUNNING (from its claim)."""
     job = session.get(Job, job_id)
     if job is None or job.attempt != attempt:
         return
     job.process = process
     job.log_path = log_path
     job.outputs = list(outputs)
-    job.reason = "running" + (f"; {note}" if note else "")
-    job.updated_at = utcnow()
+    reason = "running" + (f"; {note}" if note else "")
+    if is_claimed(job) or job.status == states.QUEUED:
+        transition(session, job, states.RUNNING, reason)
+    else:
+        job.reason = reason
+        job.updated_at = utcnow()
 
 
 def finish(session: Session, desk: AdmissionDesk, job_id: str, attempt: int, status: str, reason: str,
@@ -125,8 +198,10 @@ def finish(session: Session, desk: AdmissionDesk, job_id: str, attempt: int, sta
     with retries left goes back to the queue instead. Returns the job (None when the attempt
     had already ended: a second report of the same end changes nothing)."""
     job = session.get(Job, job_id)
-    if job is None or job.status != states.RUNNING or job.attempt != attempt:
+    if job is None or job.attempt != attempt or not (job.status == states.RUNNING or is_claimed(job)):
         return None
+    if is_claimed(job):  # it never ran (could not start): no retry of a start that failed
+        retry = False
     if job.cancel_requested and status in (states.FAILED, states.COMPLETED):
         status = states.CANCELLED
     job.exit_code = exit_code
