@@ -12,12 +12,15 @@ import secrets
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlparse
 
 from . import scopes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REALM_NAME = "astrago"
 CLIENT_ID = "astrago"
+#: where Keycloak serves (its --http-relative-path) and where the hub's proxy routes to it
+KEYCLOAK_PATH = "/services/realm"
 
 
 def _from_env(name: str, default: str):
@@ -40,7 +43,13 @@ class EmbeddedSettings:
     hub_port: int = 8081
     proxy_api_port: int = 8001
     service_port: int = 10101
-    realm_port: int = 10102
+    realm_port: int = 10102  # Keycloak's HTTP port on loopback (embedded Keycloak)
+    realm_management_port: int = 10103  # Keycloak's health endpoints
+    realm_name: str = REALM_NAME
+    # an already running Keycloak to use instead of starting one: its root as the hub reaches it
+    # (served under /services/realm) and the file with its admin client's credentials
+    keycloak_url: str = ""
+    keycloak_credentials_file: str = ""
     user_env: str = sys.prefix  # Python environment that runs users' servers
     node_modules: str = str(REPO_ROOT / "node_modules")
     inventory_file: str = ""  # static GPU inventory for hosts without NVML
@@ -54,7 +63,7 @@ class EmbeddedSettings:
 
     def __post_init__(self):
         self.port = int(self.port)
-        for name in ("hub_port", "proxy_api_port", "service_port", "realm_port"):
+        for name in ("hub_port", "proxy_api_port", "service_port", "realm_port", "realm_management_port"):
             setattr(self, name, int(getattr(self, name)))
         if isinstance(self.keep_servers, str):
             self.keep_servers = self.keep_servers.lower() in ("1", "true", "yes")
@@ -74,16 +83,42 @@ class EmbeddedSettings:
         return Path(self.data_dir)
 
     @property
-    def realm_file(self) -> Path:
-        return self.data / "realm.json"
+    def runs_own_keycloak(self) -> bool:
+        return not self.keycloak_url
+
+    @property
+    def keycloak_state_dir(self) -> Path:
+        return self.data / "keycloak"
+
+    @property
+    def keycloak_base_url(self) -> str:
+        """Keycloak's root as the hub reaches it."""
+        if self.keycloak_url:
+            return self.keycloak_url.rstrip("/")
+        return f"http://127.0.0.1:{self.realm_port}{KEYCLOAK_PATH}"
+
+    @property
+    def keycloak_admin_credentials(self) -> Path:
+        if self.keycloak_credentials_file:
+            return Path(self.keycloak_credentials_file)
+        return self.keycloak_state_dir / "admin-client.json"
+
+    @property
+    def keycloak_frontend_url(self) -> str:
+        """Keycloak's root as browsers reach it: through the hub's proxy."""
+        return f"{self.public_url}{KEYCLOAK_PATH}"
 
     @property
     def realm_public_url(self) -> str:
-        return f"{self.public_url}/services/realm/realms/{REALM_NAME}"
+        return f"{self.keycloak_frontend_url}/realms/{self.realm_name}"
 
     @property
     def realm_backchannel_url(self) -> str:
-        return f"http://127.0.0.1:{self.realm_port}/services/realm/realms/{REALM_NAME}"
+        return f"{self.keycloak_base_url}/realms/{self.realm_name}"
+
+    @property
+    def client_secret_file(self) -> Path:
+        return self.data / "oidc_client_secret"
 
     @property
     def oauth_callback_url(self) -> str:
@@ -125,6 +160,14 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
     return value
 
 
+def keycloak_origin(base_url: str) -> str:
+    """scheme://host:port of a Keycloak root; it must serve under KEYCLOAK_PATH for the proxy route."""
+    parsed = urlparse(base_url)
+    if parsed.path.rstrip("/") != KEYCLOAK_PATH:
+        raise ValueError(f"Keycloak at {base_url} must serve under {KEYCLOAK_PATH} (its --http-relative-path)")
+    return f"{parsed.scheme}://{parsed.netloc}"
+
+
 def prepare_data_dir(settings: EmbeddedSettings) -> dict[str, str]:
     """Create the data directory and its secrets; returns the secret environment."""
     settings.data.mkdir(parents=True, exist_ok=True)
@@ -138,8 +181,6 @@ def prepare_data_dir(settings: EmbeddedSettings) -> dict[str, str]:
 
 def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     """Fill JupyterHub's config object `c` for embedded mode."""
-    from .realm.store import client_secret
-
     data = settings.data
     c.JupyterHub.ip = settings.ip
     c.JupyterHub.port = settings.port
@@ -161,7 +202,7 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     c.KeycloakAuthenticator.realm_url = settings.realm_public_url
     c.KeycloakAuthenticator.backchannel_url = settings.realm_backchannel_url
     c.KeycloakAuthenticator.client_id = CLIENT_ID
-    c.KeycloakAuthenticator.client_secret = client_secret(settings.realm_file, CLIENT_ID)
+    c.KeycloakAuthenticator.client_secret = read_or_create_secret(settings.client_secret_file)
     c.KeycloakAuthenticator.oauth_callback_url = settings.oauth_callback_url
     allowed_groups = {g.strip() for g in settings.allowed_groups.split(",") if g.strip()}
     allowed_roles = {r.strip() for r in settings.allowed_roles.split(",") if r.strip()}
@@ -218,19 +259,9 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
         },
         {"name": "astrago-spawner", "api_token": spawner_token, "display": False},
         {
+            # Keycloak, reached by browsers through the proxy (it serves under /services/realm)
             "name": "realm",
-            "url": f"http://127.0.0.1:{settings.realm_port}",
-            "command": ["node", "--import", str(Path(__file__).parent / "realm" / "exit_with_parent.mjs"),
-                        str(Path(__file__).parent / "realm" / "server.mjs")],
-            "environment": {
-                "ASTRAGO_REALM_FILE": str(settings.realm_file),
-                "ASTRAGO_REALM_KEYS": str(data / "realm-keys.json"),
-                "ASTRAGO_REALM_ISSUER": settings.realm_public_url,
-                "ASTRAGO_REALM_PORT": str(settings.realm_port),
-                "ASTRAGO_REALM_ACCESS_TOKEN_TTL": str(settings.access_token_ttl),
-                "NODE_PATH": settings.node_modules,
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            },
+            "url": keycloak_origin(settings.keycloak_base_url),
             "display": False,
         },
     ]
@@ -245,3 +276,17 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     c.Spawner.environment = {"ASTRAGO_SERVICE_URL": f"{settings.public_url}/services/{scopes.SERVICE_NAME}/"}
     c.Spawner.start_timeout = int(float(os.environ.get("ASTRAGO_QUEUE_TIMEOUT", 600))) + 120  # queued spawns wait
     c.Spawner.http_timeout = 60
+
+
+def realm_spec(settings: EmbeddedSettings):
+    """What this platform needs of its Keycloak realm (astrago.hub.realm.admin.RealmSpec)."""
+    from .realm.admin import RealmSpec
+
+    return RealmSpec(
+        name=settings.realm_name,
+        frontend_url=settings.keycloak_frontend_url,
+        hub_url=settings.public_url,
+        backchannel_logout_url=settings.backchannel_logout_url,
+        client_secret=read_or_create_secret(settings.client_secret_file),
+        access_token_ttl=settings.access_token_ttl,
+    )

@@ -1,7 +1,9 @@
-"""`astrago realm ...`: manage the embedded realm's users, groups and roles."""
+"""`astrago realm ...`: manage the users, groups and roles of the platform's Keycloak realm
+(through Keycloak's admin REST API, astrago.hub.realm.admin)."""
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from pathlib import Path
 
@@ -51,29 +53,35 @@ def add_parser(sub):
     ls = rsub.add_parser("list", help="list users with their groups and roles")
     ls.set_defaults(func=_list)
 
-    rk = rsub.add_parser("rotate-keys", help="sign tokens with a new key from now on (the running realm "
-                         "picks it up; the previous key keeps verifying older tokens)")
+    rk = rsub.add_parser("rotate-keys", help="sign tokens with a new key from now on (the previous key keeps "
+                         "verifying older tokens)")
     rk.add_argument("--keep", type=int, default=1,
                     help="how many previous keys stay listed for verification (default: %(default)s)")
     rk.set_defaults(func=_rotate_keys)
 
 
-def _realm_file(args) -> Path:
+def _admin(args):
+    """The running platform's realm, from what `astrago up` recorded in the data directory."""
     from . import CLIError
+    from ..realm.admin import RealmAdmin, RealmError
 
-    path = Path(args.data_dir) / "realm.json"
-    if not path.exists():
-        raise CLIError(f"No realm at {path}. Start AstraGo once with 'astrago up' (or pass --data-dir).")
-    return path
+    endpoint = Path(args.data_dir) / "keycloak" / "endpoint.json"
+    if not endpoint.exists():
+        raise CLIError(f"No realm recorded at {endpoint}. Start AstraGo once with 'astrago up' (or pass --data-dir).")
+    where = json.loads(endpoint.read_text())
+    try:
+        return RealmAdmin.from_file(where["base_url"], where["credentials_file"], where["realm"])
+    except RealmError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _call(args, fn_name: str, *fn_args, done: str = "", **kwargs):
     from . import CLIError
-    from ..realm import store
+    from ..realm.admin import RealmError
 
     try:
-        result = getattr(store, fn_name)(_realm_file(args), *fn_args, **kwargs)
-    except store.RealmError as exc:
+        result = getattr(_admin(args), fn_name)(*fn_args, **kwargs)
+    except RealmError as exc:
         raise CLIError(str(exc)) from None
     if done:
         print(done)
@@ -117,21 +125,13 @@ def _add_role(args):
 
 
 def _list(args):
-    realm = _call(args, "read_realm")
-    for name, user in sorted(realm.get("users", {}).items()):
-        state = "" if user.get("enabled", True) else " (disabled)"
-        groups = ",".join(user.get("groups", [])) or "-"
-        roles = ",".join(user.get("realm_roles", [])) or "-"
-        print(f"{name}{state}\tgroups={groups}\troles={roles}")
+    for user in _call(args, "list_users"):
+        state = "" if user["enabled"] else " (disabled)"
+        groups = ",".join(user["groups"]) or "-"
+        roles = ",".join(user["realm_roles"]) or "-"
+        print(f"{user['username']}{state}\tgroups={groups}\troles={roles}")
 
 
 def _rotate_keys(args):
-    from . import CLIError
-    from ..realm import store
-
-    _realm_file(args)  # the realm must exist: its keys sit beside it
-    try:
-        kid = store.rotate_signing_key(Path(args.data_dir) / "realm-keys.json", keep=args.keep)
-    except store.RealmError as exc:
-        raise CLIError(str(exc)) from None
+    kid = _call(args, "rotate_keys", keep=args.keep)
     print(f"New signing key {kid}; {args.keep} previous key(s) kept for verification.")

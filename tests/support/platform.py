@@ -171,9 +171,35 @@ def parse_form(page: str, base_url: str) -> tuple[str, dict]:
     return action, fields
 
 
+_LOOPBACK = ("127.0.0.1", "localhost")
+
+
+def _loopback_cookies_are_sent(jar) -> None:
+    for cookie in jar:
+        if cookie.domain in _LOOPBACK:
+            cookie.secure = False
+
+
+class BrowserSession(requests.Session):
+    """requests as a browser behaves on http://127.0.0.1: loopback is a secure context, so the
+    `Secure` cookies Keycloak sets (its login session) are sent back over plain http."""
+
+    def prepare_request(self, request):
+        _loopback_cookies_are_sent(self.cookies)
+        return super().prepare_request(request)
+
+    def rebuild_auth(self, prepared_request, response):
+        super().rebuild_auth(prepared_request, response)
+        jar = getattr(prepared_request, "_cookies", None)
+        if jar is not None:  # a redirect: its cookies were merged without prepare_request
+            _loopback_cookies_are_sent(jar)
+            prepared_request.headers.pop("Cookie", None)
+            prepared_request.prepare_cookies(jar)
+
+
 def login(platform: RunningPlatform, username: str, password: str) -> tuple[requests.Session, requests.Response]:
-    """Log in through hub -> realm login form -> hub callback. Returns the session and last response."""
-    s = requests.Session()
+    """Log in through hub -> Keycloak's login form -> hub callback. Returns the session and last response."""
+    s = BrowserSession()
     r = s.get(f"{platform.url}/hub/login", timeout=30)
     assert "/services/realm/" in r.url, f"expected the realm's login page, got {r.url}"
     action, fields = parse_form(r.text, r.url)
