@@ -82,6 +82,14 @@ async def background(service) -> None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 120)
     fleet.watch.add_listener(fleet.on_nodes_changed)
+    try:  # capacity as the cluster says it: the pods bound to nodes, in every namespace
+        from astrago.spawners.inventory.kube_watch import PodWatch
+
+        fleet.pod_watch = await PodWatch.shared(lambda: api)
+        fleet.pod_watch.add_listener(fleet.on_nodes_changed)
+    except Exception as exc:  # RBAC without cluster-wide pods: admit on the ledger alone, and say so
+        log.warning("cannot watch the cluster's pods (%s): admission counts only AstraGo's own allocations; "
+                    "the hub needs list/watch on pods cluster-wide (config/z2jh/astrago-rbac.yaml)", exc)
     await fleet.on_nodes_changed()
 
 

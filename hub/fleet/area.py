@@ -35,6 +35,7 @@ class FleetArea:
         self.cluster = cluster
         self.kube = kube  # set in cluster mode once the event loop runs (api.background)
         self.watch = None  # spawners.inventory.kube_watch.NodeWatch, cluster mode
+        self.pod_watch = None  # spawners.inventory.kube_watch.PodWatch: bound pods, for capacity
         self.recuts: dict[str, recut.RecutRecord] = {}
         self.draining: dict[str, set[int]] = {}
         self._lock = asyncio.Lock()
@@ -184,8 +185,11 @@ class FleetArea:
         await self.service.db.run(self._swap_inventory)
 
     def _swap_inventory(self, session) -> RebuildReport:
-        """Rebuild the desk over what the node watch sees, less the GPUs being re-cut."""
-        return rebuild_desk(session, self.desk, self.watch.inventory(), self.draining)
+        """Rebuild the desk over what the node watch sees, less the GPUs being re-cut and the
+        slices pods AstraGo did not admit hold (the pod watch)."""
+        pods = self.pod_watch.pods() if self.pod_watch is not None else None
+        nodes = [self.watch.nodes[name] for name in sorted(self.watch.nodes)]
+        return rebuild_desk(session, self.desk, self.watch.inventory(), self.draining, node_objects=nodes, pods=pods)
 
 
 def holder_words(session, allocation_id: str) -> str:

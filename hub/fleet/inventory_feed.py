@@ -49,6 +49,21 @@ def initial_inventory(label_selector: str = "", api_factory=None) -> tuple[Clust
 
 #: holder id prefix of the GPUs kept out of placement while they are re-cut
 DRAIN_HOLDER = "recut-in-progress:"
+#: holder id prefix of the slices pods AstraGo did not admit hold (DaemonSets, tenants, kubectl)
+CLUSTER_HOLDER = "held-in-cluster:"
+
+
+def hold_foreign(placer: Placer, foreign: dict[str, dict[str, int]]) -> list[str]:
+    """Hold, on each node, the slices that bound pods AstraGo did not admit are using
+    (`cluster_capacity.foreign_usage`), so the desk never admits what kube-scheduler cannot
+    place. Returns what could not be held (the ledger already had those slices taken there)."""
+    short = []
+    for node, used in sorted(foreign.items()):
+        for slice_name, count in sorted(used.items()):
+            for i in range(count):
+                if placer.place(f"{CLUSTER_HOLDER}{node}/{slice_name}/{i}", slice_name, node=node) is None:
+                    short.append(f"{node}/{slice_name}")
+    return short
 
 
 def hold_drained(placer: Placer, drained: dict[str, set[int]]) -> int:
@@ -68,9 +83,11 @@ def hold_drained(placer: Placer, drained: dict[str, set[int]]) -> int:
     return held
 
 
-def rebuild_desk(session, desk, inventory: ClusterInventory, drained: dict[str, set[int]] | None = None) -> RebuildReport:
-    """Swap the desk onto `inventory`, re-holding every admitted allocation and the GPUs being
-    re-cut (`drained`: node -> GPU indices); admit what now fits."""
+def rebuild_desk(session, desk, inventory: ClusterInventory, drained: dict[str, set[int]] | None = None,
+                 node_objects: list[dict] | None = None, pods: list[dict] | None = None) -> RebuildReport:
+    """Swap the desk onto `inventory`, re-holding every admitted allocation, the GPUs being
+    re-cut (`drained`: node -> GPU indices) and, when the cluster's bound `pods` are known, the
+    slices pods AstraGo did not admit hold; admit what now fits."""
     placer = Placer(inventory)
     report = RebuildReport()
     admitted = session.scalars(select(Allocation).where(Allocation.status == "admitted")
@@ -91,6 +108,14 @@ def rebuild_desk(session, desk, inventory: ClusterInventory, drained: dict[str, 
         alloc.placement = placement_to_dict(placement)
         report.moved.append(alloc.id)
     hold_drained(placer, drained or {})
+    if pods is not None:
+        from astrago.spawners.inventory.cluster_capacity import ALLOCATION_LABEL, JOB_LABEL, foreign_usage
+
+        own = {ALLOCATION_LABEL: {a.id for a in admitted},
+               JOB_LABEL: {a.owner_id for a in admitted if a.owner_kind == "job"}}
+        short = hold_foreign(placer, foreign_usage(node_objects or [], pods, own))
+        if short:
+            log.info("slices in use by pods AstraGo did not admit, already taken in the ledger: %s", short)
     desk.inventory = inventory
     desk.placer = placer
     # the desk caches per slice whether it can ever be placed; that changes with the inventory

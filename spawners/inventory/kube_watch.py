@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 from . import ClusterInventory, InventoryUnavailable
 from .kubernetes_nodes import nodes_from_kubernetes
 
-__all__ = ["NodeWatch", "core_v1_api", "gpu_signature", "list_nodes_once"]
+__all__ = ["NodeWatch", "PodWatch", "core_v1_api", "gpu_signature", "list_nodes_once", "pod_gpu_signature"]
 
 log = logging.getLogger("astrago.inventory.kube_watch")
 
@@ -54,15 +54,16 @@ def core_v1_api():
     return shared_client("CoreV1Api")
 
 
-async def _list(api, label_selector: str, request_timeout: float) -> tuple[list[dict], str]:
-    response = await api.list_node(label_selector=label_selector, _preload_content=False,
-                                   _request_timeout=request_timeout)
+async def _list(api, label_selector: str, request_timeout: float, method: str = "list_node",
+                **selectors) -> tuple[list[dict], str]:
+    response = await getattr(api, method)(label_selector=label_selector, _preload_content=False,
+                                          _request_timeout=request_timeout, **selectors)
     try:
         body = json.loads(await response.read())
     finally:
         response.release()
     if not getattr(response, "ok", True) or "items" not in body:
-        raise InventoryUnavailable(f"listing nodes failed: HTTP {getattr(response, 'status', '?')} "
+        raise InventoryUnavailable(f"listing {method} failed: HTTP {getattr(response, 'status', '?')} "
                                    f"{body.get('message', '')}".strip())
     return body["items"], body["metadata"]["resourceVersion"]
 
@@ -99,6 +100,16 @@ def list_nodes_once(api_factory: Callable[[], Any] | None = None, label_selector
 class NodeWatch:
     """A cache of Node objects by name, kept current by list + watch."""
 
+    list_method = "list_node"
+    selectors: dict = {}
+    what = "nodes"
+
+    @staticmethod
+    def key(obj: Mapping[str, Any]) -> str | None:
+        return (obj.get("metadata") or {}).get("name")
+
+    signature = staticmethod(gpu_signature)
+
     #: one watch per (event loop, label selector) in this process
     _shared: dict[tuple, "NodeWatch"] = {}
 
@@ -120,7 +131,7 @@ class NodeWatch:
     @classmethod
     async def shared(cls, api_factory: Callable[[], Any] = core_v1_api, label_selector: str = "", **options) -> "NodeWatch":
         """The process's NodeWatch for `label_selector`, started (and loaded once) on first use."""
-        key = (asyncio.get_running_loop(), label_selector)
+        key = (cls, asyncio.get_running_loop(), label_selector)
         watch = cls._shared.get(key)
         if watch is None:
             watch = cls._shared[key] = cls(api_factory(), label_selector, **options)
@@ -166,8 +177,9 @@ class NodeWatch:
         self._task = None
 
     async def _relist(self) -> str:
-        items, version = await _list(self.api, self.label_selector, self.request_timeout)
-        fresh = {item["metadata"]["name"]: item for item in items}
+        items, version = await _list(self.api, self.label_selector, self.request_timeout, self.list_method,
+                                     **self.selectors)
+        fresh = {self.key(item): item for item in items}
         changed = set(self.nodes) - set(fresh)
         for name in changed:
             self._signatures.pop(name, None)
@@ -178,7 +190,7 @@ class NodeWatch:
         return version
 
     def _remember(self, name: str, node: dict) -> set[str]:
-        signature = gpu_signature(node)
+        signature = self.signature(node)
         if self._signatures.get(name) == signature:
             return set()
         self._signatures[name] = signature
@@ -205,10 +217,10 @@ class NodeWatch:
             try:
                 if version is None:
                     version = await self._relist()
-                method = partial(self.api.list_node, _preload_content=False)
+                method = partial(getattr(self.api, self.list_method), _preload_content=False)
                 async with stream.stream(method, label_selector=self.label_selector, resource_version=version,
-                                         timeout_seconds=self.timeout_seconds,
-                                         _request_timeout=self.request_timeout) as events:
+                                         timeout_seconds=self.timeout_seconds, _request_timeout=self.request_timeout,
+                                         **self.selectors) as events:
                     async for event in events:
                         delay = 0.1
                         version = self._apply(event) or version
@@ -221,7 +233,7 @@ class NodeWatch:
             except Exception as exc:  # 410 Gone, network, API errors: list again after a pause
                 version = None
                 delay = min(delay * 2, self.max_backoff)
-                log.warning("watching nodes failed (%s); listing again in %.1fs", exc, delay)
+                log.warning("watching %s failed (%s); listing again in %.1fs", self.what, exc, delay)
                 await asyncio.sleep(delay)
             finally:
                 stream.stop()
@@ -230,7 +242,7 @@ class NodeWatch:
     def _apply(self, event: Mapping[str, Any]) -> str | None:
         node = event.get("raw_object") or {}
         metadata = node.get("metadata") or {}
-        name = metadata.get("name")
+        name = self.key(node)
         if event.get("type") == "BOOKMARK" or not name:
             return metadata.get("resourceVersion")
         if event.get("type") == "DELETED":
@@ -240,9 +252,60 @@ class NodeWatch:
         return metadata.get("resourceVersion")
 
     def _changed_by(self, event: Mapping[str, Any]) -> set[str]:
-        name = ((event.get("raw_object") or {}).get("metadata") or {}).get("name")
+        name = self.key(event.get("raw_object") or {})
         if not name or event.get("type") == "BOOKMARK":
             return set()
         if event.get("type") == "DELETED":
             return {name} if self._signatures.pop(name, None) is not None else set()
         return self._remember(name, self.nodes[name])
+
+
+def pod_gpu_signature(pod: Mapping[str, Any]) -> tuple:
+    """What of a Pod matters to capacity: where it is bound, whether it still holds its
+    resources there, its NVIDIA requests and AstraGo's labels on it."""
+    from .cluster_capacity import ALLOCATION_LABEL, JOB_LABEL, is_bound, pod_requests
+
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    requests = pod_requests(pod)
+    if not requests:
+        return ()
+    return ((pod.get("spec") or {}).get("nodeName"), is_bound(pod), tuple(sorted(requests.items())),
+            labels.get(ALLOCATION_LABEL), labels.get(JOB_LABEL))
+
+
+class PodWatch(NodeWatch):
+    """The pods bound to nodes in every namespace (one list + watch, as kubespawner's pod
+    reflector, cluster-wide): what kube-scheduler counts against a node's allocatable.
+
+    The field selector leaves out unscheduled and finished pods; a pod that finishes leaves
+    the selection, which the API server reports as DELETED. Listeners hear only of pods whose
+    NVIDIA requests, node or AstraGo labels changed (`pod_gpu_signature`). `pods()` lists them.
+    Needs list/watch on pods cluster-wide (config/z2jh/astrago-rbac.yaml)."""
+
+    list_method = "list_pod_for_all_namespaces"
+    selectors = {"field_selector": "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"}
+    what = "pods"
+
+    @staticmethod
+    def key(obj: Mapping[str, Any]) -> str | None:
+        metadata = obj.get("metadata") or {}
+        return f"{metadata.get('namespace')}/{metadata['name']}" if metadata.get("name") else None
+
+    signature = staticmethod(pod_gpu_signature)
+
+    def pods(self) -> list[dict]:
+        return [self.nodes[key] for key in sorted(self.nodes)]
+
+    def _changed_by(self, event: Mapping[str, Any]) -> set[str]:
+        name = self.key(event.get("raw_object") or {})
+        if not name or event.get("type") == "BOOKMARK":
+            return set()
+        if event.get("type") == "DELETED":
+            return {name} if self._signatures.pop(name, None) not in (None, ()) else set()
+        return self._remember(name, self.nodes[name])
+
+    def _remember(self, name: str, pod: dict) -> set[str]:
+        before = self._signatures.get(name)
+        signature = self.signature(pod)
+        self._signatures[name] = signature
+        return set() if before == signature or (before is None and signature == ()) else {name}
