@@ -118,6 +118,32 @@ def test_the_extra_config_snippet_configures_astrago(monkeypatch):
     assert VALUES["hub"]["service"]["extraPorts"][0]["port"] == 10101
 
 
+# -- Prometheus: DCGM exporters found pod by pod ---------------------------------------------------
+
+def test_dcgm_exporters_are_discovered_by_endpoints_not_dns():
+    config = yaml.safe_load((REPO / "config/prometheus/prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "dcgm-exporter")
+    assert "dns_sd_configs" not in job  # the exporter's Service is a ClusterIP: one random node per scrape
+    assert job["kubernetes_sd_configs"] == [{"role": "endpoints", "namespaces": {"names": ["gpu-operator"]}}]
+    assert job["relabel_configs"][0] == {
+        "source_labels": ["__meta_kubernetes_service_name", "__meta_kubernetes_endpoint_port_name"],
+        "regex": "nvidia-dcgm-exporter;gpu-metrics", "action": "keep"}
+    assert {"source_labels": ["__meta_kubernetes_endpoint_node_name"], "target_label": "node"} in job["relabel_configs"]
+
+
+def test_the_prometheus_config_loads_in_promtool(tmp_path):
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    require(Path(promtool).exists(), "promtool (Debian package prometheus)")
+    text = (REPO / "config/prometheus/prometheus.yml").read_text()
+    token = tmp_path / "token"
+    token.write_text("t")
+    (tmp_path / "prometheus.yml").write_text(text.replace("/etc/prometheus/secrets/astrago-token", str(token)))
+    shutil.copy(REPO / "config/prometheus/alerts.yml", tmp_path / "alerts.yml")
+    out = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 # -- Argo CD ----------------------------------------------------------------------------------------
 
 def test_the_argo_cd_application_points_at_files_that_exist():
