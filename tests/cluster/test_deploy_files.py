@@ -149,7 +149,8 @@ def test_the_prometheus_config_loads_in_promtool(tmp_path):
     probe = tmp_path / "probe.yml"
     probe.write_text(yaml.safe_dump({"scrape_configs": [{"job_name": "p", "kubernetes_sd_configs": [
         {"role": "endpoints"}]}]}))
-    if "field kubernetes_sd_configs not found" in _promtool_check(promtool, probe).stdout:
+    probed = _promtool_check(promtool, probe)
+    if "field kubernetes_sd_configs not found" in probed.stdout + probed.stderr:
         job = next(j for j in config["scrape_configs"] if j["job_name"] == "dcgm-exporter")
         job.pop("kubernetes_sd_configs")
         job["static_configs"] = [{"targets": ["10.0.0.1:9400"]}]
