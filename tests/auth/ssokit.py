@@ -1,6 +1,6 @@
-"""Helpers for the single sign-on tests: forging tokens with PyJWT, driving the realm of a
-running platform directly (as another application or Keycloak's own pages would), and
-reading what the hub made of a user. Nothing here intercepts HTTP: every call is real."""
+"""Helpers for the single sign-on tests: forging tokens with PyJWT, driving a platform's realm in
+Keycloak directly (as another application would), and reading what the hub made of a user.
+Nothing here intercepts HTTP: every call is real."""
 from __future__ import annotations
 
 import base64
@@ -20,11 +20,10 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-# the realm tests' helpers (a real realm server, its login pages and client side)
-sys.path.append(str(Path(__file__).resolve().parents[1] / "realm"))  # last: never shadows
-from realmkit import CLIENT_ID, Realm, parse_html  # noqa: E402
+from support.keycloak import code_flow_tokens, new_signing_key
+from support.platform import parse_form
 
-REALM_PATH = "/services/realm/realms/astrago"
+CLIENT_ID = "astrago"
 #: the single sign-on platform's settings (test_sso_platform.py's `sso_platform`)
 REFRESH_AGE = 5  # seconds: users' tokens are refreshed once this much time has passed
 ACCESS_TOKEN_TTL = 30  # seconds
@@ -45,12 +44,6 @@ BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 # -- keys and forged tokens ------------------------------------------------------------------
-
-def realm_signing_key(keys_file: Path, index: int = 0) -> tuple[str, object]:
-    """(kid, private key) of the realm's signing key number `index` in its keys file."""
-    jwk = json.loads(Path(keys_file).read_text())["jwks"]["keys"][index]
-    return jwk["kid"], jwt.PyJWK(jwk).key
-
 
 def other_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -102,23 +95,31 @@ def logout_claims(issuer: str, sub: str | None = None, sid: str | None = None, *
 
 # -- the realm of a running platform -----------------------------------------------------------
 
-def platform_realm(platform) -> Realm:
-    """realmkit's client of the platform's realm: the browser side through the hub's proxy,
-    the client side with the hub's own client (its secret, its redirect URI)."""
-    return Realm(
-        port=platform.ports["realm"], realm_file=platform.realm_file,
-        keys_file=platform.data_dir / "realm-keys.json", process=None, log_file=platform.log_path,
-        issuer=f"{platform.url}{REALM_PATH}", redirect_uri=f"{platform.url}/hub/oauth_callback",
-        post_logout_uri=f"{platform.url}/hub/logged-out",
-    )
+def import_signing_key(platform) -> tuple[str, object]:
+    """Make Keycloak sign the platform realm's tokens with a key the test holds; (kid, key).
+    Done before the hub's first login, so the hub's first key fetch already lists it."""
+    key, pem = new_signing_key()
+    return platform.realm_admin.import_signing_key(pem), key
+
+
+def realm_tokens(platform, browser: requests.Session, username: str, password: str) -> dict:
+    """Tokens of the hub's client for a user, from Keycloak's code flow (as a tool would get them)."""
+    return code_flow_tokens(browser, platform.realm_url, CLIENT_ID, platform.client_secret,
+                            f"{platform.url}/hub/oauth_callback", username, password)
+
+
+def is_login_page(page: requests.Response) -> bool:
+    """Keycloak's own sign-in form (asks who it is again)."""
+    return "/services/realm/" in page.url and 'id="kc-form-login"' in page.text
 
 
 def confirm_realm_logout(browser: requests.Session, page: requests.Response) -> requests.Response:
-    """Submit the realm's auto-submitting logout form as a browser would, then follow."""
-    parsed = parse_html(page.text)
-    (form,) = parsed.forms
-    assert form["id"] == "op.logoutForm", page.text[:500]
-    return browser.post(urllib.parse.urljoin(page.url, form["action"]), data=form["inputs"], timeout=30)
+    """Keycloak asks to confirm a logout that carries no id_token_hint: confirm as a browser would."""
+    if 'id="kc-logout-confirm"' not in page.text and "logout-confirm" not in page.text:
+        return page
+    action, fields = parse_form(page.text, page.url)
+    fields.setdefault("confirmLogout", "Logout")
+    return browser.post(action, data=fields, timeout=30)
 
 
 def hub_user(platform, admin_token: str, name: str) -> dict | None:

@@ -1,9 +1,9 @@
-"""The token verifier (astrago.hub.auth.tokens) against a real realm server over HTTP.
+"""The token verifier (astrago.hub.auth.tokens) against Keycloak itself, over HTTP.
 
-Real tokens come from the realm's code flow; forged ones are made with PyJWT, signed with the
-realm's own private key (so that only the claim under test is wrong) or with another key.
+Real tokens come from the realm's code flow at Keycloak's login page; forged ones are made with
+PyJWT, signed with the realm's own signing key (a key the test imported into Keycloak, so that
+only the claim under test is wrong) or with another key.
 """
-import json
 import time
 
 import jwt
@@ -12,7 +12,8 @@ import requests
 
 from astrago.hub.auth.tokens import KeySet, TokenError, TokenVerifier
 from astrago.hub.cli import main as astrago
-from astrago.hub.realm import store
+from support.keycloak import TestRealm, keycloak_available
+from support.platform import BrowserSession
 
 from ssokit import (
     CLIENT_ID,
@@ -20,21 +21,19 @@ from ssokit import (
     hs256_with_public_key,
     logout_claims,
     other_key,
-    realm_signing_key,
     require,
     sign,
     unsigned,
 )
-from realmkit import NODE, start_realm, stop_realm  # (tests/realm, put on the path by ssokit)
 
 
 @pytest.fixture(scope="module")
 def realm(tmp_path_factory):
-    """A bare realm server (hub/realm/server.mjs), no hub."""
-    require(bool(NODE), "node")
-    r = start_realm(tmp_path_factory.mktemp("sso-realm"))
+    """A realm of the session's Keycloak, no hub."""
+    require(keycloak_available(), "Keycloak (make test builds it)")
+    r = TestRealm(tmp_path_factory.mktemp("sso-realm"))
     yield r
-    stop_realm(r)
+    r.remove()
 
 
 @pytest.fixture
@@ -46,9 +45,8 @@ def verifier(realm):
 @pytest.fixture
 def tokens(realm):
     username, password = realm.add_user()
-    with requests.Session() as browser:
-        tokens, _ = realm.login(browser, username, password)
-    return tokens
+    with BrowserSession() as browser:
+        return realm.login(browser, username, password)
 
 
 async def refused(coro, reason: str):
@@ -64,11 +62,12 @@ async def test_real_tokens_verify_and_each_only_as_what_it_is(verifier, tokens, 
     assert id_claims["sid"] == at_claims["sid"]
     await refused(verifier.verify_access_token(tokens["id_token"]), "not an access token")
     await refused(verifier.verify_logout_token(tokens["access_token"]), "not a logout token")
-    await refused(verifier.verify_id_token(tokens["refresh_token"]), "not a signed JWT")
+    # Keycloak's refresh tokens are JWTs too, HMAC-signed with a realm secret: never an ID token
+    await refused(verifier.verify_id_token(tokens["refresh_token"]), "algorithm 'HS512' is not accepted")
 
 
 async def test_forged_access_tokens_are_refused(verifier, realm):
-    kid, key = realm_signing_key(realm.keys_file)
+    kid, key = realm.signing_key
     iss = realm.issuer
     good = access_claims(iss, "mallory")
     assert (await verifier.verify_access_token(sign(good, key, kid)))["preferred_username"] == "mallory"
@@ -95,7 +94,7 @@ async def test_forged_access_tokens_are_refused(verifier, realm):
 
 
 async def test_unknown_key_is_refused_after_one_more_fetch_of_the_keys(verifier, realm):
-    kid, key = realm_signing_key(realm.keys_file)
+    kid, key = realm.signing_key
     await verifier.verify_access_token(sign(access_claims(realm.issuer, "m"), key, kid))
     fetches = verifier.keys.fetches
     await refused(verifier.verify_access_token(sign(access_claims(realm.issuer, "m"), other_key(), "made-up-kid")),
@@ -108,34 +107,8 @@ async def test_unknown_key_is_refused_after_one_more_fetch_of_the_keys(verifier,
     assert verifier.keys.fetches == fetches + 1
 
 
-async def test_key_rotation_with_the_cli(verifier, realm, tokens):
-    await verifier.verify_id_token(tokens["id_token"])  # the verifier caches the current keys
-    fetches = verifier.keys.fetches
-    data_dir = str(realm.realm_file.parent)
-    assert astrago(["realm", "--data-dir", data_dir, "rotate-keys"]) == 0
-    new_kid, _ = realm_signing_key(realm.keys_file)
-    assert realm.keys_file.stat().st_mode & 0o777 == 0o600
-    # the running realm signs with the new key at once, and publishes both
-    username, password = realm.add_user()
-    with requests.Session() as browser:
-        fresh, _ = realm.login(browser, username, password)
-    assert jwt.get_unverified_header(fresh["id_token"])["kid"] == new_kid
-    assert {new_kid, jwt.get_unverified_header(tokens["id_token"])["kid"]} <= {
-        k["kid"] for k in requests.get(realm.url("/protocol/openid-connect/certs"), timeout=10).json()["keys"]}
-    # the verifier meets an unknown kid, fetches the keys once more, and accepts
-    assert (await verifier.verify_id_token(fresh["id_token"]))["preferred_username"] == username
-    assert verifier.keys.fetches == fetches + 1
-    assert await verifier.verify_id_token(tokens["id_token"])  # the previous key still verifies
-    # one more rotation with --keep 1 drops the first key: its tokens are refused
-    assert astrago(["realm", "--data-dir", data_dir, "rotate-keys", "--keep", "1"]) == 0
-    requests.get(realm.url("/.well-known/openid-configuration"), timeout=10)  # the realm reloads
-    verifier.keys.max_age = 0  # as if the cache had aged
-    await refused(verifier.verify_id_token(tokens["id_token"]), "does not list")
-    assert await verifier.verify_id_token(fresh["id_token"])
-
-
 async def test_logout_tokens(verifier, realm):
-    kid, key = realm_signing_key(realm.keys_file)
+    kid, key = realm.signing_key
     iss = realm.issuer
 
     def token(typ="logout+jwt", signing_key=key, **overrides):
@@ -161,7 +134,43 @@ async def test_logout_tokens(verifier, realm):
 
 def test_rotate_keys_refuses_without_a_realm(tmp_path, capsys):
     assert astrago(["realm", "--data-dir", str(tmp_path), "rotate-keys"]) == 1
-    assert "No realm" in capsys.readouterr().err
-    store.ensure_realm(tmp_path / "realm.json")
-    assert astrago(["realm", "--data-dir", str(tmp_path), "rotate-keys", "--keep", "0"]) == 0
-    assert len(json.loads((tmp_path / "realm-keys.json").read_text())["jwks"]["keys"]) == 1
+    err = capsys.readouterr().err
+    assert "No realm recorded" in err and "astrago up" in err
+
+
+async def test_keycloak_access_tokens_name_account_and_the_client_in_azp(realm, tokens):
+    """What Keycloak really issues, and what the verifier must accept: `aud` carries `account`
+    (and `astrago` from the audience mapper), the client is in `azp`, realm roles only in the
+    access token."""
+    at = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    idt = jwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert "account" in at["aud"] and CLIENT_ID in at["aud"]
+    assert at["azp"] == CLIENT_ID and at["typ"] == "Bearer"
+    assert "realm_access" in at and "realm_access" not in idt
+    assert idt["aud"] == CLIENT_ID and idt["typ"] == "ID"
+
+
+async def test_key_rotation_with_the_cli(verifier, realm, tokens):
+    """Kept last: it removes the realm's earlier keys."""
+    await verifier.verify_id_token(tokens["id_token"])  # the verifier caches the current keys
+    fetches = verifier.keys.fetches
+    data_dir = str(realm.data_dir)
+    assert astrago(["realm", "--data-dir", data_dir, "rotate-keys", "--keep", "2"]) == 0
+    # Keycloak signs with the new key at once, and publishes both
+    username, password = realm.add_user()
+    with BrowserSession() as browser:
+        fresh = realm.login(browser, username, password)
+    new_kid = jwt.get_unverified_header(fresh["id_token"])["kid"]
+    old_kid = jwt.get_unverified_header(tokens["id_token"])["kid"]
+    assert new_kid != old_kid
+    assert {new_kid, old_kid} <= {
+        k["kid"] for k in requests.get(realm.url("/protocol/openid-connect/certs"), timeout=10).json()["keys"]}
+    # the verifier meets an unknown kid, fetches the keys once more, and accepts
+    assert (await verifier.verify_id_token(fresh["id_token"]))["preferred_username"] == username
+    assert verifier.keys.fetches == fetches + 1
+    assert await verifier.verify_id_token(tokens["id_token"])  # the previous key still verifies
+    # rotations with --keep 0 drop the previous keys: their tokens are refused
+    assert astrago(["realm", "--data-dir", data_dir, "rotate-keys", "--keep", "0"]) == 0
+    verifier.keys.max_age = 0  # as if the cache had aged
+    await refused(verifier.verify_id_token(tokens["id_token"]), "does not list")
+    await refused(verifier.verify_id_token(fresh["id_token"]), "does not list")

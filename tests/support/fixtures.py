@@ -27,9 +27,14 @@ def require(condition: bool, what: str):
 def new_platform(tmp_root: Path, inventory: dict | None = None) -> RunningPlatform:
     """A platform (not started) in `tmp_root`; with `inventory`, its GPUs are that static
     cluster spec (a named stand-in for NVML: every page says "simulated")."""
+    from .keycloak import keycloak_available, new_realm_name, session_keycloak
+
+    require(keycloak_available(), "Keycloak (make test fetches and builds it: build/keycloak)")
+    keycloak = session_keycloak()
     data = tmp_root / "data"
     ports = {k: free_port() for k in ("hub", "proxy_api", "service", "realm")}
-    platform = RunningPlatform(data_dir=data, port=free_port(), ports=ports)
+    platform = RunningPlatform(data_dir=data, port=free_port(), ports=ports, realm=new_realm_name(),
+                               keycloak_url=keycloak.base_url, keycloak_credentials=str(keycloak.credentials_file))
     if inventory is not None:
         import yaml
 
@@ -40,7 +45,7 @@ def new_platform(tmp_root: Path, inventory: dict | None = None) -> RunningPlatfo
 
 
 def browser_login(browser, platform, username, password):
-    """A new page, logged in through the realm's sign-in form."""
+    """A new page, logged in through Keycloak's sign-in form."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(platform.url + "/hub/login")
     page.fill("input[name=username]", username)

@@ -1,7 +1,7 @@
 """Start and drive a real embedded AstraGo (`astrago up`) for end-to-end tests.
 
 Nothing here is a test double: the hub, configurable-http-proxy, the AstraGo
-service, the realm (oidc-provider) and users' JupyterLab servers all run for real.
+service, Keycloak and users' JupyterLab servers all run for real.
 """
 from __future__ import annotations
 
@@ -46,14 +46,30 @@ class RunningPlatform:
     created_users: list = field(default_factory=list)
     extra_args: list = field(default_factory=list)
     extra_env: dict = field(default_factory=dict)  # ASTRAGO_* settings for `astrago up` (e.g. token lifetimes)
+    realm: str = "astrago"  # the platform's realm in the session's Keycloak (support.keycloak)
+    keycloak_url: str = ""  # that Keycloak's root; empty: `astrago up` runs its own
+    keycloak_credentials: str = ""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def realm_file(self) -> Path:
-        return self.data_dir / "realm.json"
+    def realm_url(self) -> str:
+        """The realm as browsers reach it (the issuer of its tokens)."""
+        return f"{self.url}/services/realm/realms/{self.realm}"
+
+    @property
+    def realm_admin(self):
+        from astrago.hub.realm.admin import RealmAdmin
+
+        base = self.keycloak_url or f"http://127.0.0.1:{self.ports['realm']}/services/realm"
+        creds = self.keycloak_credentials or self.data_dir / "keycloak" / "admin-client.json"
+        return RealmAdmin.from_file(base, creds, self.realm)
+
+    @property
+    def client_secret(self) -> str:
+        return (self.data_dir / "oidc_client_secret").read_text().strip()
 
     @property
     def service_url(self) -> str:
@@ -67,10 +83,14 @@ class RunningPlatform:
             "--data-dir", str(self.data_dir), "--port", str(self.port),
             "--hub-port", str(self.ports["hub"]), "--proxy-api-port", str(self.ports["proxy_api"]),
             "--service-port", str(self.ports["service"]), "--realm-port", str(self.ports["realm"]),
+            "--realm-management-port", str(self.ports.get("realm_management") or free_port()),
+            "--realm", self.realm,
+            *(["--keycloak-url", self.keycloak_url, "--keycloak-credentials", str(self.keycloak_credentials)]
+              if self.keycloak_url else []),
             *self.extra_args,
         ]
 
-    def start(self, timeout: float = 90) -> str:
+    def start(self, timeout: float = 240) -> str:
         """Start `astrago up`; returns everything it printed before the hub was healthy."""
         self.log_path = self.data_dir.parent / f"astrago-up-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "w")
@@ -86,7 +106,7 @@ class RunningPlatform:
             try:
                 ok_hub = requests.get(f"{self.url}/hub/health", timeout=2).status_code == 200
                 ok_realm = requests.get(
-                    f"{self.url}/services/realm/realms/astrago/.well-known/openid-configuration", timeout=2
+                    f"{self.realm_url}/.well-known/openid-configuration", timeout=2
                 ).status_code == 200
                 ok_service = requests.get(f"{self.service_url}api/openapi.json", timeout=2).status_code == 200
                 if ok_hub and ok_realm and ok_service:
@@ -119,20 +139,21 @@ class RunningPlatform:
         """SIGKILL the hub (as a power cut of the hub process would) and wait for its helpers to go."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-        for port in (self.ports["service"], self.ports["realm"], self.ports["hub"]):
+        ports = [self.ports["service"], self.ports["hub"]] + ([] if self.keycloak_url else [self.ports["realm"]])
+        for port in ports:
             wait_port_closed(port)
 
     # -- realm users -----------------------------------------------------
 
     def add_user(self, base: str, *, groups=(), roles=(), password: str | None = None) -> tuple[str, str]:
-        from astrago.hub.realm import store
-
+        """A new user of the platform's realm in Keycloak (a unique name from `base`)."""
+        admin = self.realm_admin
         name = unique_name(base)
-        password = store.add_user(self.realm_file, name, password=password or secrets.token_urlsafe(12))
+        password = admin.add_user(name, password=password or secrets.token_urlsafe(12))
         for g in groups:
-            store.add_to_group(self.realm_file, name, g)
+            admin.add_to_group(name, g)
         for r in roles:
-            store.add_role(self.realm_file, name, r)
+            admin.add_role(name, r)
         self.created_users.append(name)
         return name, password
 
