@@ -56,6 +56,10 @@ class ClusterSettings:
     hub_namespace: str = field(default_factory=lambda: os.environ.get("ASTRAGO_HUB_NAMESPACE")
                                or os.environ.get("POD_NAMESPACE", "default"))  # z2jh sets POD_NAMESPACE
     job_image: str = _env("job_image")  # image of jobs that name none; empty: the chart's singleuser.image
+    # the users' storage as the hub pod mounts it: a shared ReadWriteMany volume whose
+    # subdirectory <user> is each user's home (config/z2jh/shared-storage-values.yaml); uploads
+    # land there, unfinished ones in <root>/.uploads (one filesystem: finishing is a rename)
+    storage_root: str = _env("storage_root")
     service_port: int = _env("service_port", str(SERVICE_PORT))
     service_data_dir: str = _env("service_data_dir", "/srv/jupyterhub/astrago")
     spawner_token: str = _env("spawner_token")  # the spawner's identity at the service (a secret)
@@ -131,6 +135,10 @@ def service_arguments(c, settings: ClusterSettings) -> list[str]:
             f"--JobsConfig.home_claim_template={claim if storage else ''}"]
     if image:
         args.append(f"--JobsConfig.image={image}")
+    if settings.storage_root:
+        root = settings.storage_root.rstrip("/")
+        args += [f"--UploadsConfig.storage_template={root}/{{username}}",
+                 f"--UploadsConfig.data_dir={root}/.uploads", "--UploadsConfig.create_accounts=no"]
     return args
 
 

@@ -192,3 +192,29 @@ def test_gpu_kube_spawner_overrides_no_private_kubespawner_method(path):
 
     private = {name for name in vars(KubeSpawner) if name.startswith("_") and not name.startswith("__")}
     assert not private & {name for name in vars(GPUKubeSpawner) if callable(vars(GPUKubeSpawner)[name])}
+
+
+# -- 9: uploads land on the users' volume, not in the hub container ------------------------------
+
+SHARED_STORAGE = yaml.safe_load((REPO / "config/z2jh/shared-storage-values.yaml").read_text())
+
+
+def test_with_shared_storage_uploads_land_in_the_users_home_on_the_volume(monkeypatch):
+    c, values = run_hub_config(monkeypatch, VALUES, SHARED_STORAGE)
+    command, _env = _service_args(c)
+    assert command[-3:] == ["--UploadsConfig.storage_template=/srv/astrago-storage/{username}",
+                            "--UploadsConfig.data_dir=/srv/astrago-storage/.uploads",
+                            "--UploadsConfig.create_accounts=no"]
+    assert values["hub"]["extraVolumeMounts"] == [{"name": "astrago-homes", "mountPath": "/srv/astrago-storage"}]
+    # the user's server mounts the same volume at the subdirectory the service writes to
+    assert values["singleuser"]["storage"]["static"] == {"pvcName": "astrago-homes", "subPath": "{unescaped_username}"}
+    assert spawner_from(c)._expand_user_properties("{unescaped_username}") == "alice@example.org"
+
+    from astrago.hub.service.app import AstraGoService
+    from astrago.hub.uploads.config import UploadsConfig
+
+    app = AstraGoService()
+    app.parse_command_line(command[3:])
+    uploads = UploadsConfig(parent=app)
+    assert (uploads.storage_template, uploads.data_dir) == ("/srv/astrago-storage/{username}",
+                                                            "/srv/astrago-storage/.uploads")
