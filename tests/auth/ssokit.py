@@ -26,7 +26,7 @@ from support.platform import parse_form
 CLIENT_ID = "astrago"
 #: the single sign-on platform's settings (test_sso_platform.py's `sso_platform`)
 REFRESH_AGE = 5  # seconds: users' tokens are refreshed once this much time has passed
-ACCESS_TOKEN_TTL = 30  # seconds
+ACCESS_TOKEN_TTL = 10  # seconds: the test realm's access-token lifespan
 
 # This folder has no conftest.py on purpose: pytest imports every conftest.py as the module
 # `conftest`, and suite modules collected after this folder `from support.fixtures import ...` the
