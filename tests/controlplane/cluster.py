@@ -261,9 +261,16 @@ class ControlPlane:
                       "the default service account exists", 60)
 
     def _start_doubles(self) -> None:
+        from .pod_runtime import PodRuntime
         from .storage_provisioner import HostPathProvisioner
 
-        for double in (HostPathProvisioner(self.rest, self.root / "volumes", STORAGE_PROVISIONER),):
+        # pods' processes run as an unprivileged uid: it must reach the volumes and logs
+        self.root.chmod(0o711)
+        self.storage = HostPathProvisioner(self.rest, self.root / "volumes", STORAGE_PROVISIONER)
+        user_env = os.environ.get("ASTRAGO_USER_ENV") or str(binaries.REPO / ".venv")
+        self.runtime = PodRuntime(self.rest, self.root / "runtime", self.root / "volumes",
+                                  bin_dirs=[os.path.join(user_env, "bin")])
+        for double in (self.storage, self.runtime):
             double.start()
             self.doubles.append(double)
 

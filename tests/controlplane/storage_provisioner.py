@@ -26,6 +26,7 @@ class HostPathProvisioner:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
         self.informer.start()
 
     def stop(self) -> None:
