@@ -49,6 +49,8 @@ _TOKEN_CLAIMS = {"iss", "aud", "exp", "iat", "nbf", "jti", "azp", "typ", "nonce"
 _CREDENTIALS = ("access_token", "refresh_token", "id_token", "token_response")
 
 _INDEX_LIMIT = 100_000
+#: facts about the tokens that token_to_user hands to build_auth_state_dict (not claims of the person)
+_TOKEN_FACTS = "astrago_token_facts"
 
 
 def _rebase(url: str, old_base: str, new_base: str) -> str:
@@ -164,6 +166,7 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         self._sub_index: dict[str, str] = {}  # realm user id -> hub user name
         self._index_rebuilt_at = 0.0
         self._logout_jtis: dict[str, float] = {}  # logout token ids seen -> when to forget them
+        self._verified: dict[str, dict] = {}  # access token -> claims, verified by the refresh hook
 
     # -- the realm ------------------------------------------------------------------------------
 
@@ -266,49 +269,62 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         claims = auth_state.get(self.user_auth_state_key) or {}
         return set(mapping.map_claims(claims, self.mapping_rules).groups)
 
-    async def _auth_model(self, token_info: dict, *, expected_sub: str | None = None,
-                          login: bool = True) -> dict:
-        """Verify the tokens of a token response, read userinfo, and build the auth model."""
-        verifier = await self.verifier()
-        id_token = token_info.get("id_token")
-        if login and not id_token:
-            raise TokenError("the realm returned no ID token (is 'openid' in the scope?)")
-        id_claims = await verifier.verify_id_token(id_token) if id_token else {}
-        access_claims = {}
-        if self.verify_access_token:
-            access_claims = await verifier.verify_access_token(token_info.get("access_token", ""))
-        subs = {c.get("sub") for c in (id_claims, access_claims) if c}
-        if expected_sub:
-            subs.add(expected_sub)
-        if len(subs) > 1:
-            raise TokenError("the tokens name different users")
-        user_info = await self.token_to_user(token_info)
-        if subs and user_info.get("sub") not in subs:
-            raise TokenError("userinfo describes another user than the tokens")
+    # -- tokens -> user: OAuthenticator's public steps -------------------------------------------
 
+    async def get_token_info(self, handler, params):
+        await self.load_discovery()  # the token endpoint comes from the realm's discovery document
+        return await super().get_token_info(handler, params)
+
+    async def token_to_user(self, token_info):
+        """Verify the ID and access tokens against the realm's keys, read userinfo, and return the
+        person's claims (from all three). Tokens that do not verify refuse the login (403)."""
+        remembered = self._verified.pop(token_info.get("access_token") or "", None)
+        if remembered is not None:  # verified a moment ago by the refresh hook
+            return dict(remembered)
+        verifier = await self.verifier()
+        try:
+            id_token = token_info.get("id_token")
+            if not id_token:
+                raise TokenError("the realm returned no ID token (is 'openid' in the scope?)")
+            id_claims = await verifier.verify_id_token(id_token)
+            access_claims = {}
+            if self.verify_access_token:
+                access_claims = await verifier.verify_access_token(token_info.get("access_token", ""))
+            subs = {c.get("sub") for c in (id_claims, access_claims) if c}
+            if len(subs) > 1:
+                raise TokenError("the tokens name different users")
+            user_info = await super().token_to_user(token_info)
+            if subs and user_info.get("sub") not in subs:
+                raise TokenError("userinfo describes another user than the tokens")
+        except TokenError as exc:
+            self.log.warning("Refusing tokens from the realm: they do not verify: %s", exc)
+            raise web.HTTPError(403, f"The sign-in could not be verified ({exc}). Try again.") from None
         claims = {}
         for source in (access_claims, id_claims, user_info):
             claims.update({k: v for k, v in source.items() if k not in _TOKEN_CLAIMS})
-        username = self.normalize_username(self.user_info_to_username(claims))
-        auth_state = self.build_auth_state_dict(token_info, claims)
-        auth_state["sub"] = claims.get("sub")
-        auth_state["sid"] = id_claims.get("sid") or access_claims.get("sid")
-        if access_claims.get("exp"):
-            auth_state["access_token_expires_at"] = access_claims["exp"]
-        if self.modify_auth_state_hook is not None:
-            auth_state = await self._call_modify_auth_state_hook(auth_state)
+        claims[_TOKEN_FACTS] = {"sid": id_claims.get("sid") or access_claims.get("sid"),
+                                "access_token_expires_at": access_claims.get("exp")}
+        return claims
 
-        identity = mapping.map_claims(claims, self.mapping_rules, username)
+    def build_auth_state_dict(self, token_info, user_info):
+        facts = user_info.pop(_TOKEN_FACTS, {})
+        auth_state = super().build_auth_state_dict(token_info, user_info)
+        auth_state["sub"] = user_info.get("sub")
+        auth_state["sid"] = facts.get("sid")
+        if facts.get("access_token_expires_at"):
+            auth_state["access_token_expires_at"] = facts["access_token_expires_at"]
+        return auth_state
+
+    async def update_auth_model(self, auth_model):
+        """Admin flag, groups and roles from the claims, by the mapping rules (at login and refresh)."""
+        username, auth_state = auth_model["name"], auth_model["auth_state"]
+        identity = self.identity(username, auth_state)
         admin = True if username in self.admin_users else identity.admin
         roles = ["user", *identity.hub_roles] + (["admin"] if admin else [])
         self._remember(username, auth_state)
-        return {
-            "name": username,
-            "admin": admin,
-            "auth_state": auth_state,
-            "groups": list(identity.groups),
-            "roles": [spec for spec in map(self._role_spec, roles) if spec],
-        }
+        auth_model.update(admin=admin, groups=list(identity.groups),
+                          roles=[spec for spec in map(self._role_spec, roles) if spec])
+        return auth_model
 
     def _role_spec(self, name: str) -> dict | None:
         """A role for the auth model, as defined (`load_roles`, or JupyterHub's own): JupyterHub
@@ -329,16 +345,6 @@ class KeycloakAuthenticator(GenericOAuthenticator):
             return None
         return {"name": name, "scopes": list(role.get("scopes") or [])}
 
-    async def authenticate(self, handler, data=None, **kwargs):
-        await self.load_discovery()
-        params = self.build_access_tokens_request_params(handler, data)
-        token_info = await self.get_token_info(handler, params)
-        try:
-            return await self._auth_model(token_info)
-        except TokenError as exc:
-            self.log.warning("Refusing a login: its tokens do not verify: %s", exc)
-            raise web.HTTPError(403, f"The sign-in could not be verified ({exc}). Try again.") from None
-
     async def check_allowed(self, username, auth_model):
         if auth_model is None:
             return True
@@ -354,44 +360,9 @@ class KeycloakAuthenticator(GenericOAuthenticator):
 
     # -- refresh ------------------------------------------------------------------------------
 
-    async def refresh_user(self, user, handler=None, **kwargs):
-        """Refresh with the refresh token; False (log in again) when that fails, when the new
-        tokens do not verify, or when the rules no longer let the user in."""
-        if not self.enable_auth_state:
-            return True
-        auth_state = await user.get_auth_state()
-        if not auth_state or not auth_state.get("token_response"):
-            self.log.info("No tokens kept for %s: they log in again", user.name)
-            return False
-        await self.load_discovery()
-        previous_sub = auth_state.get("sub") or (auth_state.get(self.user_auth_state_key) or {}).get("sub")
-        refresh_token = auth_state.get("refresh_token")
-        token_info = auth_state["token_response"]
-        try:
-            if refresh_token:
-                try:
-                    token_info = await self.get_token_info(
-                        handler, self.build_refresh_token_request_params(refresh_token))
-                except Exception as exc:  # noqa: BLE001 - any failure means: log in again
-                    self.log.info("Refresh for %s failed (%s): they log in again", user.name, exc)
-                    return False
-                if not token_info.get("refresh_token"):
-                    token_info["refresh_token"] = refresh_token
-            auth_model = await self._auth_model(token_info, expected_sub=previous_sub, login=False)
-        except TokenError as exc:
-            self.log.warning("Refreshed tokens of %s do not verify (%s): they log in again", user.name, exc)
-            return False
-        except HTTPClientError as exc:
-            self.log.info("Userinfo refused the tokens of %s (%s): they log in again", user.name, exc)
-            return False
-        state = auth_model["auth_state"]
-        if not state.get("id_token"):  # keep the login's id_token for logout's id_token_hint
-            state["id_token"] = auth_state.get("id_token")
-        reason = mapping.refusal(self.identity(user.name, state), self.mapping_rules)
-        if reason:
-            self.log.warning("%s may no longer use AstraGo (%s): they log in again", user.name, reason)
-            return False
-        return auth_model
+    @default("refresh_user_hook")
+    def _refresh_user_hook_default(self):
+        return refresh_with_refresh_token
 
     async def pre_spawn_start(self, user, spawner):
         if not self.pass_access_token:
@@ -449,3 +420,50 @@ class KeycloakAuthenticator(GenericOAuthenticator):
             return True
         self._logout_jtis[jti] = expires
         return False
+
+
+async def refresh_with_refresh_token(authenticator: KeycloakAuthenticator, user, auth_state: dict | None):
+    """KeycloakAuthenticator's `refresh_user_hook`: always ask Keycloak, with the refresh token, so
+    a group or role changed there reaches the hub at the next refresh rather than when the access
+    token happens to expire. False (log in again, with the reason in the hub log) when the refresh
+    fails, the new tokens do not verify or name another user, or the rules no longer allow them.
+    Otherwise the fresh token response replaces the old one in `auth_state`, and OAuthenticator
+    builds the user's model from it (returns None)."""
+    log = authenticator.log
+    if not auth_state or not auth_state.get("token_response"):
+        log.info("No tokens kept for %s: they log in again", user.name)
+        return False
+    refresh_token = auth_state.get("refresh_token")
+    if not refresh_token:
+        return None  # OAuthenticator tries the access token it has
+    try:
+        token_info = await authenticator.get_token_info(
+            None, authenticator.build_refresh_token_request_params(refresh_token))
+    except Exception as exc:  # noqa: BLE001 - any failure means: log in again
+        log.warning("Refresh of %s at Keycloak failed (%s): they are sent to log in again", user.name, exc)
+        return False
+    token_info.setdefault("refresh_token", refresh_token)
+    try:
+        claims = await authenticator.token_to_user(token_info)
+    except (web.HTTPError, HTTPClientError) as exc:
+        log.warning("Refreshed tokens of %s were refused (%s): they are sent to log in again", user.name, exc)
+        return False
+    previous = auth_state.get("sub") or (auth_state.get(authenticator.user_auth_state_key) or {}).get("sub")
+    if previous and claims.get("sub") != previous:
+        log.warning("Refreshed tokens of %s name another user: they are sent to log in again", user.name)
+        return False
+    rules = authenticator.mapping_rules
+    before = mapping.map_claims(auth_state.get(authenticator.user_auth_state_key) or {}, rules, user.name)
+    after = mapping.map_claims(claims, rules, user.name)
+    reason = mapping.refusal(after, rules)
+    if reason:
+        log.warning("%s may no longer use AstraGo (%s): they are sent to log in again", user.name, reason)
+        return False
+    change = mapping.describe_change(before, after)
+    if change:  # rights are never dropped in silence: the hub log says what Keycloak changed
+        log.warning("Keycloak changed the rights of %s at refresh: %s", user.name, change)
+    authenticator._verified[token_info.get("access_token", "")] = claims
+    while len(authenticator._verified) > 1000:
+        authenticator._verified.pop(next(iter(authenticator._verified)))
+    auth_state["token_response"] = token_info  # OAuthenticator builds the model from these
+    return None

@@ -146,3 +146,17 @@ def refusal(identity: Identity, rules: MappingRules) -> str | None:
     needed = " or ".join(what) if what else "an explicit invitation"
     return (f"The account {name} is not allowed to use AstraGo: it needs {needed} in Keycloak. "
             "Ask an AstraGo administrator to add you.")
+
+
+def describe_change(before: Identity, after: Identity) -> str:
+    """What changed between two mappings of one person, in words ('' when nothing did)."""
+    parts = []
+    for what, old, new in (("groups", before.groups, after.groups), ("roles", before.hub_roles, after.hub_roles)):
+        removed, added = sorted(set(old) - set(new)), sorted(set(new) - set(old))
+        if removed:
+            parts.append(f"{what} removed: {', '.join(removed)}")
+        if added:
+            parts.append(f"{what} added: {', '.join(added)}")
+    if before.admin != after.admin:
+        parts.append("now an admin" if after.admin else "no longer an admin")
+    return "; ".join(parts)

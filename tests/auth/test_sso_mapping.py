@@ -2,7 +2,7 @@
 JupyterHub roles -> the scopes a Keycloak bearer caller gets at the service."""
 from astrago.hub import scopes
 from astrago.hub.auth.bearer import bearer_jwt
-from astrago.hub.auth.mapping import Identity, MappingRules, map_claims, refusal
+from astrago.hub.auth.mapping import Identity, MappingRules, describe_change, map_claims, refusal
 
 CLAIMS = {
     "sub": "0f1e", "preferred_username": "Alice",
@@ -123,3 +123,15 @@ def test_keycloak_realm_export_gives_the_hub_what_it_expects():
     assert realm_roles - {"admin"} <= set(scopes.MAPPABLE_ROLES) and "admin" in MappingRules().admin_roles
     assert {r["name"] for r in export["roles"]["client"]["astrago"]} <= set(scopes.MAPPABLE_ROLES)
     assert {g["path"] for g in export["groups"]} >= {"/ml", f"/{scopes.ADMIN_GROUP}"}
+
+
+def test_changes_of_rights_are_described_in_words():
+    rules = MappingRules.build(client_id="astrago")
+    before = map_claims({"preferred_username": "a", "groups": ["/ml", "/astrago-admins"],
+                         "realm_access": {"roles": ["gpu-user"]}}, rules)
+    after = map_claims({"preferred_username": "a", "groups": ["/ml", "/team-y"], "realm_access": {"roles": []}},
+                       rules)
+    assert describe_change(before, after) == (
+        "groups removed: astrago-admins; groups added: team-y; roles removed: astrago-admin, gpu-user; "
+        "no longer an admin")
+    assert describe_change(after, after) == ""

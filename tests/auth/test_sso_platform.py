@@ -146,6 +146,9 @@ def test_leaving_groups_removes_hub_groups_and_their_scopes_at_the_next_refresh(
     assert after["admin"] is False
     assert sorted(after["roles"]) == ["user"]
     assert _logged_in(hub_page_status(session, p))  # still allowed: in ml
+    # rights are never dropped in silence: the hub log says what Keycloak changed
+    assert f"Keycloak changed the rights of {name} at refresh: groups removed: astrago-admins, team-y" in p.log()
+    assert "no longer an admin" in p.log()
 
 
 def test_disabled_user_must_log_in_again_when_the_refresh_fails(sso_platform):
