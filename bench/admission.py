@@ -109,6 +109,9 @@ def bench_inprocess(args, spec) -> dict:
         if len(held) > 600:  # keep the fleet busy but moving
             db.run_sync(desk.release, held.pop(rng.randrange(len(held))), "bench")
     db.close()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)  # the bench leaves nothing behind
     return {"inproc_us_p50": round(statistics.median(times), 1), "inproc_us_p99": round(pct(times, 99), 1),
             "inproc_outcomes": outcomes}
 
@@ -157,8 +160,12 @@ def bench_http(args, spec) -> dict:
                 "hub_get_ms_p50": round(statistics.median(hub_ms), 2), "hub_get_ms_p99": round(pct(hub_ms, 99), 2),
                 "http_requests": args.http_requests}
     finally:
+        import shutil
+
         p.stop()
-        p.remove_system_accounts()
+        # no account was made here (nobody spawned): delete none. (`remove_system_accounts` would
+        # `userdel -r astrago-admin`, an account this bench did not create and that may be real.)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv=None):
