@@ -22,6 +22,8 @@ def missing() -> list[str]:
     gone = [name for name in COMPONENTS if not os.access(binary(name), os.X_OK)]
     if not (SHARE / "kwok" / "stages").is_dir():
         gone.append("KWOK's stages (build/controlplane/share/kwok)")
+    if not (SHARE / "crds" / "kubeflow.org_pytorchjobs.yaml").is_file():
+        gone.append("Kubeflow's PyTorchJob CRD (build/controlplane/share/crds)")
     return gone
 
 

@@ -13,6 +13,8 @@ OUT=${1:-build/controlplane}
 BIN=$OUT/bin
 SHARE=$OUT/share
 KWOK_VERSION=v0.8.0
+# the Kubeflow training operator's module zip carries its published CRDs (PyTorchJob)
+TRAINING_OPERATOR_VERSION=v1.8.1
 MODULE=tests/controlplane/kube
 
 if ! command -v go >/dev/null; then
@@ -23,11 +25,15 @@ fi
 version_of() { awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit}' "$MODULE/go.mod"; }
 KUBERNETES_VERSION=$(version_of k8s.io/kubernetes)
 ETCD_VERSION=$(version_of go.etcd.io/etcd/server/v3)
-WANT="kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION $(go env GOVERSION)"
+WANT="kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION"
+WANT="$WANT training-operator=$TRAINING_OPERATOR_VERSION $(go env GOVERSION)"
 WANT="$WANT modules=$(cat "$MODULE/go.mod" "$MODULE/go.sum" | sha256sum | cut -c1-16)"
 
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
-have_all() { for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done; [ -d "$SHARE/kwok" ]; }
+have_all() {
+  for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done
+  [ -d "$SHARE/kwok" ] && [ -f "$SHARE/crds/kubeflow.org_pytorchjobs.yaml" ]
+}
 if have_all && [ "$(cat "$OUT/versions" 2>/dev/null)" = "$WANT" ]; then
   echo "controlplane: up to date ($WANT)"
   exit 0
@@ -52,5 +58,10 @@ cp "$KWOK_DIR"/kustomize/stage/node/fast/node-initialize.yaml \
    "$KWOK_DIR"/kustomize/stage/pod/fast/pod-delete.yaml "$SHARE/kwok/stages/"
 cp "$KWOK_DIR"/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml "$SHARE/kwok/crds/"
 chmod -R u+w "$SHARE/kwok"
+TRAINING_DIR=$(go mod download -json "github.com/kubeflow/training-operator@$TRAINING_OPERATOR_VERSION" \
+  | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+mkdir -p "$SHARE/crds"
+cp "$TRAINING_DIR"/manifests/base/crds/kubeflow.org_pytorchjobs.yaml "$SHARE/crds/"
+chmod u+w "$SHARE/crds"/*.yaml
 echo "$WANT" > "$OUT/versions"
 echo "controlplane: built in $(( $(date +%s) - started ))s"

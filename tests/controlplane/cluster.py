@@ -11,8 +11,7 @@ runtime, the storage provisioner, the GPU operator's mig-manager) are started by
 """
 from __future__ import annotations
 
-import base64
-import json
+import atexit
 import os
 import shutil
 import socket
@@ -98,6 +97,7 @@ class ControlPlane:
 
     def start(self) -> "ControlPlane":
         started = time.monotonic()
+        atexit.register(self.stop)  # an interrupted session leaves no component behind
         try:
             self._make_pki()
             self._start_etcd()
@@ -202,8 +202,10 @@ class ControlPlane:
             time.sleep(0.1)
 
     def _install_basics(self) -> None:
-        """What every cluster has before workloads: KWOK's Logs CRD and a default StorageClass."""
-        crds = sorted((binaries.SHARE / "kwok" / "crds").glob("*.yaml"))
+        """What the suite's cluster has before workloads: CRDs and a default StorageClass."""
+        # KWOK's Logs CRD and the published CRDs the suite installs (Kubeflow's PyTorchJob)
+        crds = sorted((binaries.SHARE / "kwok" / "crds").glob("*.yaml")) + sorted(
+            (binaries.SHARE / "crds").glob("*.yaml"))
         self.apply(crds)
         self.apply([{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                      "metadata": {"name": STORAGE_CLASS,

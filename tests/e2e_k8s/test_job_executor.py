@@ -1,0 +1,161 @@
+"""The Kubernetes job executor (hub/jobs/executors/kubernetes.py) against the real API server,
+as the hub's service account bound only to the shipped RBAC (tests/controlplane/hub_rbac.py):
+the real Job controller runs the Job (its pod's command run by the runtime double), the log
+is followed through pods/log, a create repeated after a crash adopts the Job, cancel deletes
+the Job and its pods (the real garbage collector), and PyTorchJobs are accepted by the API
+server with the Kubeflow training operator's published CRD installed."""
+import asyncio
+import secrets
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio import client, config as kube_config
+
+from astrago.hub.jobs.config import JobsConfig
+from astrago.hub.jobs.executors.base import ExecutorError, JobRun
+from astrago.hub.jobs.executors.kubernetes import KubernetesExecutor
+from controlplane.hub_rbac import RELEASE_NAMESPACE, hub_service_account_kubeconfig
+
+RUN = JobRun(id="", owner="ann", attempt=1, kind="command", name="train", input="", code="",
+             command="echo epoch 1; echo epoch 2", parameters={}, workdir="/home/jovyan", slice="cpu", cpu=1,
+             memory_gib=1, image="", env={}, placement={}, max_runtime_s=600, started_at=None)
+
+
+@pytest.fixture(scope="module")
+def hub_kubeconfig(control_plane):
+    path = hub_service_account_kubeconfig(control_plane)
+    control_plane.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                         "metadata": {"name": "claim-ann", "namespace": RELEASE_NAMESPACE},
+                         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    return path
+
+
+@pytest.fixture
+async def executor(hub_kubeconfig, tmp_path):
+    configuration = client.Configuration()
+    await kube_config.load_kube_config(config_file=str(hub_kubeconfig), client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    jobs_config = JobsConfig(executor="kubernetes", namespace=RELEASE_NAMESPACE, data_dir=str(tmp_path),
+                             cancel_grace_seconds=2, image="astrago/singleuser:test",
+                             home_claim_template="claim-{username}")
+    executor = KubernetesExecutor(jobs_config, api_client=api)
+    yield executor
+    for task in executor._followers.values():
+        task.cancel()
+    await api.close()
+
+
+def lost_fields(sent, stored, path="spec") -> list[str]:
+    """Paths of `sent` that `stored` does not have with the same value."""
+    if isinstance(sent, dict) and isinstance(stored, dict):
+        return [p for key, value in sent.items()
+                for p in (lost_fields(value, stored[key], f"{path}.{key}") if key in stored else [f"{path}.{key}"])]
+    if isinstance(sent, list) and isinstance(stored, list) and len(sent) == len(stored):
+        return [p for i, (a, b) in enumerate(zip(sent, stored)) for p in lost_fields(a, b, f"{path}[{i}]")]
+    return [] if sent == stored else [path]
+
+
+def new_run(**changes) -> JobRun:
+    return replace(RUN, id=secrets.token_hex(6), **changes)
+
+
+async def until_ended(executor, run, timeout=90):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        ended = await executor.poll(run)
+        if ended is not None:
+            return ended
+        assert asyncio.get_running_loop().time() < deadline, "the job did not end"
+        await asyncio.sleep(0.5)
+
+
+async def launched(executor, run):
+    launch = await executor.start(run)
+    return replace(run, process=launch.process, log_path=launch.log_path), launch
+
+
+async def test_a_job_runs_to_completion_and_its_log_reaches_the_job(executor, control_plane):
+    run, launch = await launched(executor, new_run())
+    name = f"astrago-job-{run.id}-1"
+    assert launch.process == {"namespace": RELEASE_NAMESPACE, "name": name}
+    job = control_plane.rest.read("batch/v1", "Job", name, RELEASE_NAMESPACE)
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["python", "-m", "astrago.hub.jobs.runner"]
+    ended = await until_ended(executor, run)
+    assert (ended.exit_code, ended.lost) == (0, False)
+    complete = control_plane.rest.read("batch/v1", "Job", name, RELEASE_NAMESPACE)["status"]
+    assert complete["succeeded"] == 1
+    assert "epoch 1\nepoch 2\n" in Path(launch.log_path).read_text()
+
+
+async def test_a_failing_job_reports_its_exit_code(executor):
+    run, _ = await launched(executor, new_run(command="echo bad input >&2; exit 3"))
+    ended = await until_ended(executor, run)
+    assert (ended.exit_code, ended.reason) == (3, "exited with code 3")
+
+
+async def test_a_create_repeated_after_a_crash_adopts_the_existing_job(executor, control_plane):
+    """The service created the Job and crashed before recording it; on restart it starts the
+    attempt again: the API server answers 409 AlreadyExists, which is not a failure."""
+    run = new_run()
+    first = await executor.start(run)
+    again = await executor.start(run)
+    assert again.process == first.process
+    jobs = control_plane.rest.list("batch/v1", "Job", RELEASE_NAMESPACE,
+                                   labelSelector=f"astrago.io/job-id={run.id}")["items"]
+    assert len(jobs) == 1
+    ended = await until_ended(executor, replace(run, process=again.process, log_path=again.log_path))
+    assert ended.exit_code == 0
+
+
+async def test_cancel_deletes_the_job_and_its_pods(executor, control_plane):
+    run, _ = await launched(executor, new_run(command="echo started; sleep 600"))
+    selector = f"job-name=astrago-job-{run.id}-1"
+
+    def running_process():
+        pods = control_plane.rest.list("v1", "Pod", RELEASE_NAMESPACE, labelSelector=selector)["items"]
+        return pods and control_plane.runtime.container_of(RELEASE_NAMESPACE, pods[0]["metadata"]["name"])
+
+    container = await asyncio.to_thread(control_plane.wait_for, running_process, "the job's process running")
+    assert await executor.stop(run) == []
+    assert control_plane.rest.list("v1", "Pod", RELEASE_NAMESPACE, labelSelector=selector)["items"] == []
+    # foreground deletion: the garbage collector removes the Job once its pods are gone
+    await asyncio.to_thread(control_plane.wait_for, lambda: control_plane.rest.read(
+        "batch/v1", "Job", f"astrago-job-{run.id}-1", RELEASE_NAMESPACE) is None, "the Job deleted")
+    await asyncio.to_thread(control_plane.wait_for, lambda: container.process.poll() is not None,
+                            "the job's process ended")
+    gone = await executor.reattach(run)
+    assert gone.lost and "is gone" in gone.reason
+
+
+async def test_pytorch_jobs_are_accepted_by_the_api_server_with_kubeflows_crd(executor, control_plane):
+    run = new_run(slice="gpu-1", distributed={"framework": "pytorch", "workers": 2}, command="torchrun train.py")
+    run, launch = await launched(executor, run)
+    name = launch.process["name"]
+    assert launch.process["kind"] == "PyTorchJob"
+    stored = control_plane.rest.read("kubeflow.org/v1", "PyTorchJob", name, RELEASE_NAMESPACE)
+    sent = executor.manifest(run, "")
+    # the CRD's structural schema prunes fields it does not know: nothing we send may be lost
+    # (it may add its defaults, such as runPolicy.suspend)
+    assert lost_fields(sent["spec"], stored["spec"]) == []
+    assert stored["spec"]["runPolicy"]["suspend"] is False
+    assert await executor.poll(run) is None  # no training operator runs here: no condition yet
+    assert await executor.stop(run) == []
+    await asyncio.to_thread(control_plane.wait_for, lambda: control_plane.rest.read(
+        "kubeflow.org/v1", "PyTorchJob", name, RELEASE_NAMESPACE) is None, "the PyTorchJob deleted")
+    gone = await executor.reattach(run)
+    assert gone.lost and f"PyTorchJob {name} is gone" in gone.reason
+
+
+async def test_a_pytorch_job_the_crd_schema_refuses_is_an_executor_error(executor, control_plane):
+    run = new_run(slice="gpu-1", distributed={"framework": "pytorch", "workers": 2})
+    original = executor.manifest
+
+    def broken(run, output):
+        manifest = original(run, output)
+        manifest["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] = "two"
+        return manifest
+
+    executor.manifest = broken
+    with pytest.raises(ExecutorError, match="Kubernetes refused the PyTorchJob"):
+        await executor.start(run)
