@@ -97,6 +97,8 @@ class RunningPlatform:
         env = dict(os.environ)
         env.setdefault("ASTRAGO_USER_ENV", os.environ.get("ASTRAGO_USER_ENV", sys.prefix))
         env.update(self.extra_env)
+        if not hasattr(self, "_admin_account_existed"):  # the first start decides: only ours is removed
+            self._admin_account_existed = subprocess.run(["id", "astrago-admin"], capture_output=True).returncode == 0
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -158,7 +160,7 @@ class RunningPlatform:
         return name, password
 
     def remove_system_accounts(self) -> None:
-        for name in self.created_users + ["admin"]:
+        for name in self.created_users + ([] if getattr(self, "_admin_account_existed", True) else ["admin"]):
             subprocess.run(["userdel", "-r", f"astrago-{name}"], capture_output=True)
 
 
