@@ -117,7 +117,8 @@ class KeycloakServer:
             # no fixed hostname: each realm names its browser-facing URL (attribute frontendUrl),
             # so one Keycloak serves realms behind different hubs (the test suite's case)
             "--hostname-strict=false",
-            f"--db-url=jdbc:h2:file:{db};NON_KEYWORDS=VALUE",
+            # Keycloak closes the database itself at shutdown (after removing its cluster row)
+            f"--db-url=jdbc:h2:file:{db};NON_KEYWORDS=VALUE;DB_CLOSE_ON_EXIT=FALSE",
         ]
         log = open(self.log_file, "ab")
         self.proc = subprocess.Popen(argv, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT,
