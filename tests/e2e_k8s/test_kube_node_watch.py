@@ -1,0 +1,150 @@
+"""The shared node watch (spawners/inventory/kube_watch.py) against the real API server's watches,
+as the hub's service account with the shipped RBAC: nodes added, relabelled and removed change
+the inventory the service offers; a watch that ends is resumed from its resourceVersion (no
+relist); bookmarks keep a quiet watch's resourceVersion current; after the API server
+restarts, a stale resourceVersion gets 410 Gone and the watch lists again, missing nothing."""
+import asyncio
+
+import pytest
+from kubernetes_asyncio import client, config as kube_config
+
+from astrago.spawners.inventory.kube_watch import NodeWatch
+from controlplane.gpu_nodes import mixed_mig_node
+from controlplane.hub_rbac import hub_service_account_kubeconfig
+from controlplane.rest import KubeError
+
+
+class RecordingCoreV1:
+    """The real CoreV1Api, with each list_node call's arguments written down (a spy, not a double)."""
+
+    def __init__(self, api: client.CoreV1Api):
+        self.api = api
+        self.calls: list[dict] = []
+
+    async def list_node(self, **kwargs):
+        self.calls.append(dict(kwargs))
+        return await self.api.list_node(**kwargs)
+
+    def lists(self) -> list[dict]:
+        return [c for c in self.calls if not c.get("watch")]
+
+    def watches(self) -> list[dict]:
+        return [c for c in self.calls if c.get("watch")]
+
+
+@pytest.fixture(scope="module")
+def hub_kubeconfig(control_plane):
+    return hub_service_account_kubeconfig(control_plane)
+
+
+@pytest.fixture
+async def core(hub_kubeconfig):
+    configuration = client.Configuration()
+    await kube_config.load_kube_config(config_file=str(hub_kubeconfig), client_configuration=configuration)
+    async with client.ApiClient(configuration) as api_client:
+        yield RecordingCoreV1(client.CoreV1Api(api_client))
+
+
+async def until(condition, what, timeout=60.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"waited {timeout:.0f}s for {what}"
+        await asyncio.sleep(0.1)
+
+
+def offered(watch, node):
+    return [sorted(i.profile for i in gpu.mig_instances) for n, gpu in watch.inventory().gpus() if n.name == node]
+
+
+def label(cp, node, labels):
+    cp.rest.merge_patch("v1", "Node", node, {"metadata": {"labels": labels}})
+
+
+async def test_a_node_added_relabelled_and_removed_changes_the_offer(control_plane, core):
+    cp = control_plane
+    heard = []
+    watch = NodeWatch(core, timeout_seconds=5)
+    watch.add_listener(heard.append)
+    await watch.start()
+    try:
+        assert sorted(offered(watch, "gpu-mig-1")) == [["1g.10gb"] * 7, ["3g.40gb", "3g.40gb"]]
+        assert "cpu-1" in watch.nodes and "cpu-1" not in [n.name for n in watch.inventory().nodes]
+        spec = mixed_mig_node("gpu-mig-new", {"7g.80gb": 1}, gpus=1)
+        await asyncio.to_thread(cp.add_node, **spec)
+        await until(lambda: offered(watch, "gpu-mig-new") == [["7g.80gb"]], "the new node offered")
+        # mig-manager and GFD after a re-cut: new counts, new capacity
+        label(cp, "gpu-mig-new", {"nvidia.com/mig-7g.80gb.count": None, "nvidia.com/mig-1g.10gb.count": "7"})
+        await until(lambda: offered(watch, "gpu-mig-new") == [["1g.10gb"] * 7], "the relabelled node offered")
+        await asyncio.to_thread(cp.remove_node, "gpu-mig-new")
+        await until(lambda: offered(watch, "gpu-mig-new") == [], "the removed node gone from the offer")
+        assert [h for h in heard if "gpu-mig-new" in h] == [{"gpu-mig-new"}] * 3
+        assert len(core.lists()) == 1  # one list, then watches only
+    finally:
+        await watch.stop()
+
+
+async def test_an_ended_watch_resumes_from_its_resource_version_and_misses_nothing(control_plane, core):
+    cp = control_plane
+    watch = NodeWatch(core, timeout_seconds=1)
+    await watch.start()
+    try:
+        await until(lambda: len(core.watches()) >= 1, "the first watch")
+        listed_version = int(core.watches()[0]["resource_version"])
+        label(cp, "cpu-1", {"testbed.astrago.dev/round": "1"})
+        await until(lambda: len(core.watches()) >= 3, "two watches after the first ended")  # server-side timeouts
+        label(cp, "cpu-1", {"testbed.astrago.dev/round": "2"})
+        await until(lambda: watch.nodes["cpu-1"]["metadata"]["labels"].get("testbed.astrago.dev/round") == "2",
+                    "the change seen")
+        versions = [int(c["resource_version"]) for c in core.watches()]
+        assert len(core.lists()) == 1, "an ended watch must be resumed, not listed again"
+        assert versions == sorted(versions) and versions[-1] > listed_version
+    finally:
+        await watch.stop()
+
+
+async def test_bookmarks_keep_a_quiet_watch_current(control_plane, core):
+    """No node of the selector changes, but the cluster does: with bookmarks the watch's
+    resourceVersion follows, so a restart later resumes instead of meeting 410 Gone."""
+    cp = control_plane
+    cp.rest.create({"apiVersion": "v1", "kind": "Node", "metadata": {
+        "name": "quiet-1", "labels": {"testbed.astrago.dev/quiet": "true"}}})  # no kubelet: it never changes
+    watch = NodeWatch(core, "testbed.astrago.dev/quiet=true", timeout_seconds=5)
+    await watch.start()
+    try:
+        await until(lambda: core.watches(), "the first watch")
+        for round_ in range(3):
+            label(cp, "cpu-1", {"testbed.astrago.dev/noise": str(round_)})
+
+        def resumed_past_the_quiet_nodes_last_event():
+            # only a bookmark can carry a watch past the version of the last event it was sent
+            last_event = int(watch.nodes["quiet-1"]["metadata"]["resourceVersion"])
+            return any(int(c["resource_version"]) > last_event for c in core.watches()[1:])
+
+        await until(resumed_past_the_quiet_nodes_last_event, "a watch resumed from a bookmark's resourceVersion",
+                    timeout=40)
+        assert all(c.get("allow_watch_bookmarks") for c in core.watches())
+    finally:
+        await watch.stop()
+        cp.rest.delete("v1", "Node", "quiet-1")
+
+
+async def test_after_an_api_server_restart_a_stale_version_is_gone_and_the_watch_lists_again(control_plane, core):
+    cp = control_plane
+    watch = NodeWatch(core, timeout_seconds=5, max_backoff=2)
+    await watch.start()
+    try:
+        await until(lambda: core.watches(), "the first watch")
+        stale = cp.rest.read("v1", "Node", "cpu-1")["metadata"]["resourceVersion"]
+        await asyncio.to_thread(cp.restart_apiserver)
+        # the new API server's watch cache starts at the current version: older ones are gone
+        with pytest.raises(KubeError) as gone:
+            for event in cp.rest.watch("/api/v1/nodes", stale, timeout_seconds=5):
+                if event["type"] == "ERROR":
+                    raise KubeError(event["object"]["code"], event["object"], "watch from a stale version")
+        assert gone.value.status == 410
+        label(cp, "cpu-1", {"testbed.astrago.dev/after-restart": "yes"})
+        await until(lambda: watch.nodes["cpu-1"]["metadata"]["labels"].get("testbed.astrago.dev/after-restart")
+                    == "yes", "the change after the restart seen")
+        assert len(core.lists()) >= 2, "the watch must list again after losing its history"
+    finally:
+        await watch.stop()
