@@ -46,20 +46,29 @@ async def wait_for_admission(client: AdmissionClient, *, owner_id: str, user: st
                              reason="service-unavailable") from None
     deadline = time.monotonic() + timeout
     last = None
-    while decision["status"] == "queued":
-        message = queue_note(decision, slice_name)
-        if message != last:
-            note(20, message)
-            last = message
-        if time.monotonic() > deadline:
-            await client.release(decision["id"], "gave up waiting in the queue")
-            raise refuse(f"Still waiting for a free {slice_name} after {int(timeout)} s; left the queue. "
-                                 "Try a smaller slice or try again later.", reason="queue-timeout")
-        await asyncio.sleep(poll_interval)
+    try:
+        while decision["status"] == "queued":
+            message = queue_note(decision, slice_name)
+            if message != last:
+                note(20, message)
+                last = message
+            if time.monotonic() > deadline:
+                await client.release(decision["id"], "gave up waiting in the queue")
+                raise refuse(f"Still waiting for a free {slice_name} after {int(timeout)} s; left the queue. "
+                                     "Try a smaller slice or try again later.", reason="queue-timeout")
+            await asyncio.sleep(poll_interval)
+            try:
+                decision = await client.status(decision["id"])
+            except (AdmissionRefused, ServiceUnavailable) as exc:
+                raise refuse(f"Lost track of the queue: {exc}", reason="queue") from None
+    except asyncio.CancelledError:
+        # the spawn was stopped while queued (JupyterHub cancels a pending spawn): leave the
+        # queue, or the request would wait there for nobody and be admitted for nobody
         try:
-            decision = await client.status(decision["id"])
-        except (AdmissionRefused, ServiceUnavailable) as exc:
-            raise refuse(f"Lost track of the queue: {exc}", reason="queue") from None
+            await client.release(decision["id"], "the spawn was stopped while queued")
+        except (AdmissionRefused, ServiceUnavailable):
+            pass
+        raise
     if decision["status"] != "admitted":
         raise refuse(f"The request for {slice_name} was {decision['status']}: {decision.get('reason')}",
                              reason="cancelled")
