@@ -147,3 +147,86 @@ def test_spawn_on_a_mig_slice_reaches_jupyterlab_and_stop_releases_it(cluster_hu
     hub.stop_server(token, name)
     control_plane.wait_for(lambda: hub.user_pod(name) is None, "the user's pod deleted", 60)
     assert hub.allocations(name) == []
+
+
+# -- 3: waiting in plain words; a pod AstraGo did not make holds its slice ------------------------
+
+def hold_every_free(control_plane, namespace: str, resource: str) -> list[str]:
+    """Admin-client pods (as `kubectl run` makes them) on every free `resource`; returns their names."""
+    free = free_on_nodes(control_plane, resource)
+    assert list(free) == [MIG_NODE], free  # only the MIG node has this profile
+    names = [f"hold-{i}" for i in range(free[MIG_NODE])]
+    for name in names:
+        control_plane.rest.create(kubectl_pod(name, namespace, resource))
+    for name in names:
+        control_plane.wait_for(lambda: (control_plane.rest.read("v1", "Pod", name, namespace) or {}).get(
+            "spec", {}).get("nodeName"), f"pod {name} bound by kube-scheduler")
+    assert free_on_nodes(control_plane, resource) == {}
+    return names
+
+
+def queued(events: list[dict]) -> bool:
+    return any(m.startswith("Queued:") for m in messages(events))
+
+
+def test_no_free_slice_waits_in_plain_words_and_starts_when_one_frees(cluster_hub, control_plane, namespace):
+    hub = cluster_hub
+    name, password = hub.add_user("qin", groups=["/team-gpu"])
+    token = hub.token(hub.login(name, password), name)
+    holders = hold_every_free(control_plane, namespace, "nvidia.com/mig-1g.10gb")
+    # the service counts what kube-scheduler counts: the pods it did not admit, from its pod watch
+    control_plane.wait_for(lambda: offer(hub, token, name, "1g.10gb")["free"] == 0,
+                           "the service to see every 1g.10gb taken", 60)
+    _, profiles = hub.spawn_page_profiles(hub.login(name, password))
+    assert "1g-10gb" in profiles  # full is not forbidden: the spawn waits in the queue
+
+    answer = hub.hub_api(token, "POST", f"users/{name}/server", json={"slice": "1g.10gb"})
+    assert answer.status_code == 202, answer.text
+    events = hub.progress(token, name, until=queued, timeout=60)
+    words = messages(events)
+    assert any(m.startswith("Queued: position 1 of 1 for 1g.10gb") for m in words), words
+    assert not any(e.get("failed") or e.get("ready") for e in events), events
+    assert hub.user_pod(name) is None  # waiting in AstraGo's queue, not in a Pending pod
+
+    control_plane.rest.delete("v1", "Pod", holders[0], namespace)  # one frees
+    server = hub.wait_ready(token, name, 150)
+    assert server["ready"]
+    pod = hub.user_pod(name)
+    assert pod["spec"]["nodeName"] == MIG_NODE
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+    hub.stop_server(token, name)
+    assert hub.allocations(name) == []
+
+
+def test_a_pod_made_with_kubectl_takes_the_last_3g_and_the_next_user_is_queued(cluster_hub, control_plane,
+                                                                              namespace):
+    hub = cluster_hub
+    first, first_password = hub.add_user("ada", groups=["/team-gpu"])
+    second, second_password = hub.add_user("bo", groups=["/team-gpu"])
+    first_token = hub.token(hub.login(first, first_password), first)
+    second_token = hub.token(hub.login(second, second_password), second)
+    resource = "nvidia.com/mig-3g.40gb"
+    assert free_on_nodes(control_plane, resource) == {MIG_NODE: 2}
+
+    assert hub.hub_api(first_token, "POST", f"users/{first}/server", json={"slice": "3g.40gb"}).status_code in (201, 202)
+    hub.wait_ready(first_token, first, 150)
+    assert hub.user_pod(first)["spec"]["nodeName"] == MIG_NODE
+    control_plane.rest.create(kubectl_pod("kubectl-run", namespace, resource))  # takes the last one
+    control_plane.wait_for(lambda: (control_plane.rest.read("v1", "Pod", "kubectl-run", namespace) or {}).get(
+        "spec", {}).get("nodeName"), "the kubectl pod bound")
+    assert free_on_nodes(control_plane, resource) == {}
+    control_plane.wait_for(lambda: offer(hub, second_token, second, "3g.40gb")["free"] == 0,
+                           "the service to see the kubectl pod's slice", 60)
+
+    assert hub.hub_api(second_token, "POST", f"users/{second}/server",
+                       json={"slice": "3g.40gb"}).status_code in (201, 202)
+    events = hub.progress(second_token, second, until=queued, timeout=60)
+    assert any(m.startswith("Queued: position 1 of 1 for 3g.40gb") for m in messages(events)), messages(events)
+    assert hub.user_pod(second) is None  # no Pending pod kube-scheduler could never place
+    [waiting] = hub.allocations(second)
+    assert waiting["status"] == "queued"
+
+    hub.stop_server(second_token, second)  # leaves the queue
+    assert hub.allocations(second) == []
+    hub.stop_server(first_token, first)
+    assert hub.allocations(first) == []
