@@ -266,6 +266,7 @@ class ControlPlane:
                       "the default service account exists", 60)
 
     def _start_doubles(self) -> None:
+        from .mig_manager import SimulatedMigManager
         from .pod_runtime import PodRuntime
         from .storage_provisioner import HostPathProvisioner
 
@@ -275,7 +276,8 @@ class ControlPlane:
         user_env = os.environ.get("ASTRAGO_USER_ENV") or str(binaries.REPO / ".venv")
         self.runtime = PodRuntime(self.rest, self.root / "runtime", self.root / "volumes",
                                   bin_dirs=[os.path.join(user_env, "bin")])
-        for double in (self.storage, self.runtime):
+        self.mig_manager = SimulatedMigManager(self.rest)
+        for double in (self.storage, self.runtime, self.mig_manager):
             double.start()
             self.doubles.append(double)
 
