@@ -268,6 +268,7 @@ class ControlPlane:
     def _start_doubles(self) -> None:
         from .mig_manager import SimulatedMigManager
         from .pod_runtime import PodRuntime
+        from .training_operator import SimulatedTrainingOperator
         from .storage_provisioner import HostPathProvisioner
 
         # pods' processes run as an unprivileged uid: it must reach the volumes and logs
@@ -277,7 +278,8 @@ class ControlPlane:
         self.runtime = PodRuntime(self.rest, self.root / "runtime", self.root / "volumes",
                                   bin_dirs=[os.path.join(user_env, "bin")])
         self.mig_manager = SimulatedMigManager(self.rest)
-        for double in (self.storage, self.runtime, self.mig_manager):
+        self.training_operator = SimulatedTrainingOperator(self.rest)
+        for double in (self.storage, self.runtime, self.mig_manager, self.training_operator):
             double.start()
             self.doubles.append(double)
 

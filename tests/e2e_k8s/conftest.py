@@ -42,3 +42,6 @@ def namespace(control_plane, request):
     control_plane.ensure_namespace(name)
     yield name
     control_plane.rest.delete("v1", "Namespace", name)
+    # its pods release their slices before the next test counts what is free
+    control_plane.wait_for(lambda: control_plane.rest.read("v1", "Namespace", name) is None,
+                           f"namespace {name} deleted", 120)

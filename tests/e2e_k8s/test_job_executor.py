@@ -3,7 +3,8 @@ as the hub's service account bound only to the shipped RBAC (tests/controlplane/
 the real Job controller runs the Job (its pod's command run by the runtime double), the log
 is followed through pods/log, a create repeated after a crash adopts the Job, cancel deletes
 the Job and its pods (the real garbage collector), and PyTorchJobs are accepted by the API
-server with the Kubeflow training operator's published CRD installed."""
+server with the Kubeflow training operator's published CRD installed (their replicas made
+and their conditions set by the training-operator double, tests/controlplane/training_operator.py)."""
 import asyncio
 import secrets
 from dataclasses import replace
@@ -128,21 +129,50 @@ async def test_cancel_deletes_the_job_and_its_pods(executor, control_plane):
     assert gone.lost and "is gone" in gone.reason
 
 
-async def test_pytorch_jobs_are_accepted_by_the_api_server_with_kubeflows_crd(executor, control_plane):
-    run = new_run(slice="gpu-1", distributed={"framework": "pytorch", "workers": 2}, command="torchrun train.py")
-    run, launch = await launched(executor, run)
+def distributed_run(command):
+    return new_run(slice="gpu-1", distributed={"framework": "pytorch", "workers": 2}, command=command)
+
+
+async def test_a_pytorch_job_is_accepted_whole_runs_and_its_masters_log_and_code_count(executor, control_plane):
+    run, launch = await launched(executor, distributed_run("echo rank $RANK of $WORLD_SIZE: epoch 1"))
     name = launch.process["name"]
-    assert launch.process["kind"] == "PyTorchJob"
+    assert launch.process == {"namespace": RELEASE_NAMESPACE, "name": name, "kind": "PyTorchJob"}
     stored = control_plane.rest.read("kubeflow.org/v1", "PyTorchJob", name, RELEASE_NAMESPACE)
-    sent = executor.manifest(run, "")
     # the CRD's structural schema prunes fields it does not know: nothing we send may be lost
     # (it may add its defaults, such as runPolicy.suspend)
-    assert lost_fields(sent["spec"], stored["spec"]) == []
+    assert lost_fields(executor.manifest(run, "")["spec"], stored["spec"]) == []
     assert stored["spec"]["runPolicy"]["suspend"] is False
-    assert await executor.poll(run) is None  # no training operator runs here: no condition yet
+    ended = await until_ended(executor, run)
+    assert (ended.exit_code, ended.lost) == (0, False)
+    assert "rank 0 of 3: epoch 1\n" in Path(launch.log_path).read_text()  # the master's log
+    pods = control_plane.rest.list("v1", "Pod", RELEASE_NAMESPACE,
+                                   labelSelector=f"training.kubeflow.org/job-name={name}")["items"]
+    assert sorted(p["metadata"]["name"] for p in pods) == [f"{name}-master-0", f"{name}-worker-0", f"{name}-worker-1"]
+    assert {p["spec"]["nodeName"] for p in pods} <= {"gpu-a100-1", "gpu-h200-1"}  # whole GPUs, no sharing
+
+
+async def test_a_failing_pytorch_job_reports_the_masters_exit_code(executor):
+    run, _ = await launched(executor, distributed_run("exit 2"))
+    ended = await until_ended(executor, run)
+    assert (ended.exit_code, ended.reason) == (2, "exited with code 2")
+
+
+async def test_cancel_deletes_the_pytorch_job_and_its_pods(executor, control_plane):
+    run, launch = await launched(executor, distributed_run("sleep 600"))
+    name = launch.process["name"]
+    selector = f"training.kubeflow.org/job-name={name}"
+
+    def all_running():
+        pods = control_plane.rest.list("v1", "Pod", RELEASE_NAMESPACE, labelSelector=selector)["items"]
+        return len(pods) == 3 and all(control_plane.runtime.container_of(RELEASE_NAMESPACE, p["metadata"]["name"])
+                                      for p in pods)
+
+    await asyncio.to_thread(control_plane.wait_for, all_running, "the three replicas running")
     assert await executor.stop(run) == []
     await asyncio.to_thread(control_plane.wait_for, lambda: control_plane.rest.read(
         "kubeflow.org/v1", "PyTorchJob", name, RELEASE_NAMESPACE) is None, "the PyTorchJob deleted")
+    await asyncio.to_thread(control_plane.wait_for, lambda: not control_plane.rest.list(
+        "v1", "Pod", RELEASE_NAMESPACE, labelSelector=selector)["items"], "its pods deleted")
     gone = await executor.reattach(run)
     assert gone.lost and f"PyTorchJob {name} is gone" in gone.reason
 
