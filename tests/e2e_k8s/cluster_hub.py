@@ -20,7 +20,8 @@ The configuration is built in the order the hub pod builds it:
    the `hub` Service's DNS name (hub and service are on 127.0.0.1), the proxy pod (the hub
    starts CHP itself), the service account's mounted credentials (a kubeconfig with a
    TokenRequest token of ServiceAccount astrago/hub, given to hub and service as KUBECONFIG)
-   and its mounted namespace file (--JobsConfig.namespace).
+   and its mounted namespace file (--JobsConfig.namespace); and the singleuser image's WORKDIR
+   (/home/jovyan) as the pod's workingDir, since the runtime double runs no image.
 
 The hub's service account is bound only to the chart's hub Role and config/z2jh/astrago-rbac.yaml,
 applied to the real API server, so every Kubernetes call of the hub and the service is checked by
@@ -122,6 +123,9 @@ def pod_stand_ins(c, spec: dict) -> None:
             service["command"] = [*service["command"], f"--JobsConfig.namespace={RELEASE_NAMESPACE}",
                                   "--JobsConfig.poll_interval=0.5", "--JobsConfig.cycle_interval=1"]
     c.GPUKubeSpawner.queue_poll_interval = 1.0
+    # the image: the runtime double runs none, so the pod says the singleuser image's WORKDIR
+    # (images/singleuser/Dockerfile: /home/jovyan, the home volume's mount)
+    c.KubeSpawner.working_dir = "/home/jovyan"
 
 
 def configure(c, spec: dict) -> None:
@@ -372,3 +376,50 @@ class ClusterHub:
                                             labelSelector="component=singleuser-server")["items"]
         return next((p for p in pods if (p["metadata"].get("annotations") or {}).get("hub.jupyter.org/username")
                      == username and not p["metadata"].get("deletionTimestamp")), None)
+
+
+def run_cells(base_url: str, username: str, token: str, cells: list[str], timeout: float = 60) -> list[dict]:
+    """Execute `cells` one after another in ONE new kernel of the user's server (Jupyter REST and
+    WebSocket API through the proxy); for each, {"stdout", "stderr", "status", "error"}."""
+    import uuid
+
+    import websocket
+
+    server = f"{base_url}/user/{username}"
+    headers = {"Authorization": f"token {token}"}
+    r = requests.post(f"{server}/api/kernels", json={"name": "python3"}, headers=headers, timeout=60)
+    assert r.status_code == 201, f"{r.status_code} {r.text}"
+    kernel = r.json()["id"]
+    ws = websocket.create_connection(server.replace("http://", "ws://") + f"/api/kernels/{kernel}/channels",
+                                     header=[f"Authorization: token {token}"], timeout=timeout)
+    results = []
+    try:
+        for code in cells:
+            msg_id = uuid.uuid4().hex
+            ws.send(json.dumps({
+                "header": {"msg_id": msg_id, "username": username, "session": uuid.uuid4().hex,
+                           "msg_type": "execute_request", "version": "5.3"},
+                "parent_header": {}, "metadata": {}, "channel": "shell",
+                "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                            "allow_stdin": False, "stop_on_error": True}}))
+            out = {"stdout": "", "stderr": "", "status": None, "error": None}
+            idle = False
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not (idle and out["status"]):
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["header"]["msg_type"], msg["content"]
+                if kind == "stream":
+                    out[content["name"]] += content["text"]
+                elif kind == "error":
+                    out["error"] = f"{content['ename']}: {content['evalue']}"
+                elif kind == "execute_reply":
+                    out["status"] = content["status"]
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True
+            results.append(out)
+    finally:
+        ws.close()
+        requests.delete(f"{server}/api/kernels/{kernel}", headers=headers, timeout=30)
+    return results

@@ -149,6 +149,58 @@ def test_spawn_on_a_mig_slice_reaches_jupyterlab_and_stop_releases_it(cluster_hu
     assert hub.allocations(name) == []
 
 
+# -- 2: a batch job from the server's kernel -------------------------------------------------------
+
+JOB_CELL = ("%%job --name cell-job --slice 1g.10gb --param epochs=3 --follow\n"
+            "import os\n"
+            "print('epochs', epochs * 2)\n"
+            "print('cwd', os.getcwd())\n")
+
+
+def test_job_from_the_kernel_runs_as_a_batch_job_to_completion_and_its_log_comes_back(cluster_hub, control_plane):
+    from cluster_hub import run_cells
+
+    hub, rest = cluster_hub, control_plane.rest
+    name, password = hub.add_user("pia.k", groups=["/team-gpu"])  # a dot: KubeSpawner's safe slug hashes it
+    token = hub.token(hub.login(name, password), name)
+    assert hub.hub_api(token, "POST", f"users/{name}/server", json={"slice": "1g.10gb"}).status_code in (201, 202)
+    hub.wait_ready(token, name, 150)
+    claim = hub.user_pod(name)["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]
+    assert claim.startswith("claim-pia-k") and "---" in claim  # KubeSpawner 7's `safe` scheme
+
+    # the kernel runs in the user's pod with its env (ASTRAGO_SERVICE_URL, the server's token);
+    # the singleuser image loads the magics from its ipython_config, this environment by %load_ext
+    loaded, cell = run_cells(hub.url, name, token, ["%load_ext astrago", JOB_CELL], timeout=150)
+    assert loaded["status"] == "ok", loaded
+    assert cell["status"] == "ok" and cell["error"] is None, cell
+    assert "epochs 6" in cell["stdout"] and "completed." in cell["stdout"], cell
+    volume = control_plane.storage.volume_path("astrago", claim)
+    assert f"cwd {volume}" in cell["stdout"], cell  # the job pod mounted the user's own claim
+
+    # the service asked Kubernetes, with the hub's service account, for a batch/v1 Job; the real
+    # Job controller made its pod and completed it from the pod's exit code
+    [job] = [j for j in hub.service("GET", "jobs", token=token).json()["jobs"] if j["name"] == "cell-job"]
+    assert job["status"] == "COMPLETED" and job["exit_code"] == 0, job
+    [kube_job] = [j for j in rest.list("batch/v1", "Job", "astrago")["items"]
+                  if (j["metadata"].get("annotations") or {}).get("astrago.io/user") == name
+                  or j["spec"]["template"]["metadata"].get("annotations", {}).get("astrago.io/user") == name]
+    complete = [c for c in kube_job["status"].get("conditions") or [] if c["type"] == "Complete"]
+    assert complete and complete[0]["status"] == "True", kube_job["status"]
+    assert kube_job["status"].get("succeeded") == 1
+    [job_pod] = rest.list("v1", "Pod", "astrago", labelSelector=f"job-name={kube_job['metadata']['name']}")["items"]
+    assert job_pod["spec"]["nodeName"] == MIG_NODE
+    container = job_pod["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+    assert job_pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == claim
+    assert job_pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    # and its log, read through pods/log by the service, is the job's log for the user
+    log = hub.service("GET", f"jobs/{job['id']}/log", token=token)
+    assert log.status_code == 200 and "epochs 6" in log.text, log.text
+
+    hub.stop_server(token, name)
+    assert hub.allocations(name) == []
+
+
 # -- 3: waiting in plain words; a pod AstraGo did not make holds its slice ------------------------
 
 def hold_every_free(control_plane, namespace: str, resource: str) -> list[str]:
