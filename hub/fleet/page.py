@@ -6,12 +6,14 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from .. import scopes
+from ..service import display
 from ..service.pages import PageHandler
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = Environment(loader=ChoiceLoader([FileSystemLoader(str(HERE / "templates")),
                                              FileSystemLoader(str(HERE.parent / "templates" / "astrago"))]),
                         autoescape=select_autoescape(["html"]))
+display.install(TEMPLATES)
 
 
 class FleetPage(PageHandler):

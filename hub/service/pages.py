@@ -13,10 +13,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import scopes
 from tornado.log import app_log
 
+from . import display
 from .base import ACCESS_SCOPE, APIHandler
 
 TEMPLATES = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().parent.parent / "templates" / "astrago")),
                         autoescape=select_autoescape(["html"]))
+display.install(TEMPLATES)
 
 #: admin panel sections: (path under admin/, title, scope needed to see it)
 ADMIN_SECTIONS = [
@@ -34,6 +36,20 @@ ADMIN_SECTIONS = [
 #: areas add coroutine functions `(handler) -> dict` whose results every page's template gets
 #: (e.g. the monitor area's idle-GPU notices, shown as a banner on every page)
 PAGE_CONTEXT = []
+
+
+def admin_sections_of(handler) -> list[tuple[str, str]]:
+    return [(path, title) for path, title, scope in ADMIN_SECTIONS if handler.has_scope(scope)]
+
+
+def nav_html(handler) -> str:
+    """The one navigation bar, for a page not rendered from layout.html (e.g. the upload page)."""
+    sections = admin_sections_of(handler) if handler.hub_user and handler.has_scope(ACCESS_SCOPE) else []
+    prefix = handler.service.prefix
+    first = sections[0][0] if sections else ""
+    return TEMPLATES.get_template("nav.html").render(
+        user=handler.hub_user, ag_prefix=prefix, ag_admin=bool(sections),
+        ag_admin_url=prefix + "admin/" + ("" if first == "quotas" else first))
 
 
 class PageHandler(APIHandler):
@@ -55,7 +71,7 @@ class PageHandler(APIHandler):
         return token.decode() if isinstance(token, bytes) else token
 
     def admin_sections(self) -> list[tuple[str, str]]:
-        return [(path, title) for path, title, scope in ADMIN_SECTIONS if self.has_scope(scope)]
+        return admin_sections_of(self)
 
     async def shared_context(self) -> dict:
         extra = {}
@@ -75,12 +91,14 @@ class PageHandler(APIHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(html)
 
-    async def page_requires(self, scope: str, *, user: str | None = None, also: str | None = None) -> bool:
+    async def page_requires(self, scope: str, *, user: str | None = None, also: str | None = None,
+                            why: str = "") -> bool:
         """True if allowed; otherwise audit, answer a 403 page and return False.
 
         A page shows what an API shows, so it checks what that API checks: the caller's token
         (or the service's OAuth cookie) must carry access to the service and `scope` (or `also`),
-        filtered to `user` when given. A token made with no scopes sees no page."""
+        filtered to `user` when given. A token made with no scopes sees no page. `why`: the
+        refusal in plain words for the 403 page (the missing permission is shown below it)."""
         allowed = self.has_scope(ACCESS_SCOPE) and (
             self.has_scope(scope, user=user) or (also is not None and self.has_scope(also, user=user)))
         if allowed:
@@ -90,7 +108,7 @@ class PageHandler(APIHandler):
             needed = ACCESS_SCOPE
         await self.audit(f"page {self.request.path}", "denied", target=user or "", reason=f"missing scope {needed}")
         self.set_status(403)
-        self.render_page("forbidden.html", needed=needed)
+        self.render_page("forbidden.html", needed=needed, why=why)
         return False
 
 

@@ -12,6 +12,7 @@ from tornado import template, web
 
 from .. import scopes
 from ..service.base import APIHandler
+from ..service.pages import nav_html
 from ..service.problems import Problem
 from . import quota
 from .area import UploadsArea
@@ -48,7 +49,7 @@ class UploadPageHandler(APIHandler):
         html = TEMPLATES.load("uploads.html").generate(
             user=user, static=prefix + "uploads/static/", hub_url="/hub/home", usage=usage,
             storage_root=page_config["storageRoot"], expiry_hours=area.config.expiry_hours,
-            config_json=json.dumps(page_config).replace("</", "<\\/"), fmt=_fmt_bytes,
+            config_json=json.dumps(page_config).replace("</", "<\\/"), fmt=_fmt_bytes, nav=nav_html(self),
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")

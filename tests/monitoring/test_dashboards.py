@@ -64,7 +64,7 @@ def test_each_dashboard_renders_with_data(gpu_platform, chromium, artifacts):
             assert "86%" in row  # 3/7 GPU units of a 0.5 quota
         if tab == "uploads":
             assert "256.0 KiB" in page.locator('[data-metric="astrago_upload_bytes_received_total"]').inner_text()
-    assert page.locator("header nav a", has_text="Monitoring").count() == 1  # in the admin panel's nav
+    assert page.locator(".ag-subnav a", has_text="Monitoring").count() == 1  # in the admin panel's nav
     page.close()
 
     user = login_with_a_running_server(chromium, gpu_platform.p, busy["name"], busy["password"])
