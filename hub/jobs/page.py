@@ -155,7 +155,9 @@ class JobDetailPage(JobsPageBase):
             return
         job, events, spec = found
         owner = job["owner"]
-        if not await self.page_requires(scopes.READ, user=owner, also=scopes.JOBS):  # as GET api/jobs/<id>
+        if not await self.page_requires(scopes.READ, user=owner, also=scopes.JOBS,  # as GET api/jobs/<id>
+                                        why="This job belongs to another user: only they and administrators "
+                                            "can see it."):
             return
         me = self.hub_user["name"]
         home = ""
