@@ -43,6 +43,7 @@ class RealmSpec:
     access_token_ttl: int = 300
     sso_idle_timeout: int = 1800
     post_logout_paths: tuple = ("/hub/logged-out", "/hub/login", "/hub/")
+    display_name: str = "AstraGo"  # Keycloak's login page says "Sign in to <display name>"
 
 
 def realm_representation(export: dict, spec: RealmSpec) -> dict:
@@ -50,6 +51,7 @@ def realm_representation(export: dict, spec: RealmSpec) -> dict:
     realm = copy.deepcopy(export)
     realm["realm"] = spec.name
     realm["enabled"] = True
+    realm["displayName"] = spec.display_name
     realm.setdefault("attributes", {})["frontendUrl"] = spec.frontend_url
     realm["accessTokenLifespan"] = spec.access_token_ttl
     realm["ssoSessionIdleTimeout"] = spec.sso_idle_timeout

@@ -44,3 +44,30 @@ def test_login_spawn_jupyterlab_run_code_stop(platform, browser, artifacts):
     assert out["status"] == "ok"
     assert out["stdout"].strip() == "270"
     stop_server(platform, token, name)
+
+
+def test_keycloak_admin_console_is_reachable_for_the_admin_only(platform, browser, artifacts):
+    console = f"{platform.url}/services/realm/admin/{platform.realm}/console/"
+    for who, password, sees in (("admin", platform.admin_password, True),
+                                (platform.add_user("uma")[0], None, False)):
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.goto(console)
+        page.wait_for_selector("input[name=username]", timeout=60_000)
+        page.fill("input[name=username]", who)
+        page.fill("input[name=password]", password or _password_of(platform, who))
+        page.click("button[type=submit], input[type=submit]")
+        if sees:
+            page.get_by_text("Realm settings").first.wait_for(timeout=90_000)
+            page.get_by_text("Users").first.wait_for(timeout=30_000)
+            page.wait_for_load_state("networkidle", timeout=60_000)
+            page.screenshot(path=str(artifacts / "05-keycloak-console.png"))
+        else:
+            page.get_by_text("You do not have permission to access this resource").wait_for(timeout=90_000)
+            page.screenshot(path=str(artifacts / "05-keycloak-console-refused.png"))
+            assert page.get_by_text("Realm settings").count() == 0
+        context.close()
+
+
+def _password_of(platform, name):
+    return platform.realm_admin.set_password(name)  # a known password for the test

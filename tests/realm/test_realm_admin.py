@@ -45,7 +45,7 @@ def test_realm_representation_fills_in_the_deployment():
     export = json.loads(REALM_EXPORT.read_text())
     rep = realm_representation(export, SPEC)
     assert rep["realm"] == "ml" and rep["attributes"]["frontendUrl"] == "https://astrago.example.org/services/realm"
-    assert rep["accessTokenLifespan"] == 120
+    assert rep["accessTokenLifespan"] == 120 and rep["displayName"] == "AstraGo"
     hub = next(c for c in rep["clients"] if c["clientId"] == "astrago")
     assert hub["redirectUris"] == ["https://astrago.example.org/hub/oauth_callback"]
     assert hub["secret"] == "s3cret" and hub["rootUrl"] == "https://astrago.example.org"
