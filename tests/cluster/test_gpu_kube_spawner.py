@@ -14,7 +14,7 @@ from jupyterhub.spawner import SpawnException
 
 from astrago.spawners.admission_client import AdmissionClient
 from astrago.spawners.kube import GPUKubeSpawner
-from test_node_watch import until
+from waiting import until
 
 NAMESPACE = "astrago"
 

@@ -66,12 +66,22 @@ class SimulatedMigManager:
         self.applied: dict[str, str] = {}  # node -> the config it was last cut to (or found with)
         self.history: list[tuple[str, str, str]] = []  # (node, config, state)
         self._lock = threading.Lock()
+        self._working = threading.Event()  # cleared by `hold()`: a real re-cut takes minutes
+        self._working.set()
         self.informer = Informer("mig-manager", rest, "v1", "Node", self._on_node)
+
+    def hold(self) -> None:
+        """Leave re-cuts pending (state `pending`) until `release()`."""
+        self._working.clear()
+
+    def release(self) -> None:
+        self._working.set()
 
     def start(self) -> None:
         self.informer.start()
 
     def stop(self) -> None:
+        self._working.set()
         self.informer.stop()
 
     def _on_node(self, event_type: str, node: dict) -> None:
@@ -104,6 +114,7 @@ class SimulatedMigManager:
         name = node["metadata"]["name"]
         labels = node["metadata"].get("labels") or {}
         self._label(name, {STATE_LABEL: "pending"})
+        self._working.wait()
         pods = self.rest.list("v1", "Pod", fieldSelector=f"spec.nodeName={name}")["items"]
         if any(holds_gpu(p) for p in pods):
             self._report(name, config, "failed")

@@ -148,3 +148,72 @@ async def test_after_an_api_server_restart_a_stale_version_is_gone_and_the_watch
         assert len(core.lists()) >= 2, "the watch must list again after losing its history"
     finally:
         await watch.stop()
+
+
+async def test_gpu_changes_are_heard_status_updates_and_other_labels_are_not(control_plane, core):
+    cp = control_plane
+    heard = []
+    watch = NodeWatch(core, timeout_seconds=5)
+    watch.add_listener(heard.append)
+    await watch.start()
+    try:
+        heard.clear()
+        # what a kubelet sends every few seconds, and a label nobody in AstraGo reads
+        cp.rest.merge_patch("v1", "Node", "gpu-a100-1", {"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "testbed heartbeat",
+             "lastHeartbeatTime": "2030-01-01T00:00:10Z", "lastTransitionTime": "2030-01-01T00:00:00Z"}]}},
+            subresource="status")
+        label(cp, "gpu-a100-1", {"topology.kubernetes.io/zone": "b"})
+        await until(lambda: watch.nodes["gpu-a100-1"]["metadata"]["labels"].get("topology.kubernetes.io/zone")
+                    == "b", "the zone label seen")
+        assert heard == []
+        label(cp, "gpu-a100-1", {"nvidia.com/gpu.count": "3"})
+        await until(lambda: heard, "the GPU change heard")
+        assert heard == [{"gpu-a100-1"}]
+        assert [len(n.gpus) for n in watch.inventory().nodes if n.name == "gpu-a100-1"] == [3]
+    finally:
+        label(cp, "gpu-a100-1", {"nvidia.com/gpu.count": "4", "topology.kubernetes.io/zone": None})
+        await watch.stop()
+
+
+async def test_one_shared_watch_per_process(core):
+    try:
+        first = await NodeWatch.shared(lambda: core)
+        second = await NodeWatch.shared(lambda: core)
+        assert first is second
+        assert len(core.lists()) == 1
+    finally:
+        await NodeWatch.stop_all()
+
+
+def test_one_list_for_start_up_and_a_clear_error_without_the_rbac(control_plane, hub_kubeconfig):
+    """The service lists nodes once at start (no event loop yet). A service account without the
+    shipped node grants gets the API server's real 403, said in words an operator can act on."""
+    from astrago.spawners.inventory import InventoryUnavailable
+    from astrago.spawners.inventory.kube_watch import list_nodes_once
+
+    def factory(kubeconfig):
+        configuration = client.Configuration()
+        asyncio.run(kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration))
+        return lambda: client.CoreV1Api(client.ApiClient(configuration))
+
+    names = {n["metadata"]["name"] for n in list_nodes_once(factory(hub_kubeconfig))}
+    assert {"gpu-mig-1", "gpu-mps-1", "cpu-1"} <= names
+    nobody = control_plane.service_account_kubeconfig("astrago", "nobody")
+    with pytest.raises(InventoryUnavailable) as error:
+        list_nodes_once(factory(nobody), attempts=1)
+    assert "403" in str(error.value) and "needs get/list/watch on nodes" in str(error.value)
+
+
+def test_gpu_signature_is_nvidia_labels_and_capacity_only():
+    from astrago.spawners.inventory.kube_watch import gpu_signature
+
+    spec = mixed_mig_node("n1", {"7g.80gb": 1}, gpus=1)
+
+    def node(labels=None, capacity=None):
+        return {"metadata": {"name": "n1", "labels": {**spec["labels"], **(labels or {})}},
+                "status": {"capacity": {**spec["capacity"], **(capacity or {})}}}
+
+    assert gpu_signature(node()) == gpu_signature(node({"kubernetes.io/arch": "arm64"}, {"cpu": "128"}))
+    assert gpu_signature(node()) != gpu_signature(node({"nvidia.com/mig.config.state": "pending"}))
+    assert gpu_signature(node()) != gpu_signature(node(capacity={"nvidia.com/mig-7g.80gb": "0"}))

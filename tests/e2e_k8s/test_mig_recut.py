@@ -132,3 +132,76 @@ async def test_mig_manager_fails_the_recut_while_a_pod_astrago_did_not_make_hold
         assert fleet.draining == {}
     finally:
         cp.rest.delete("v1", "Pod", "foreign", "default")
+
+
+async def test_the_planner_proposes_layouts_for_idle_gpus_only(fleet):
+    held = await admit(fleet, "alice", "3g.40gb")
+    busy = next((s.node, s.index) for s in fleet.desk.placer.snapshot()
+                if any(i.holder == held["id"] for i in s.instances))
+    plan = await fleet.plan({"demand": {"1g.10gb": 21}})
+    recut = [(g["node"], g["index"]) for g in plan["gpus"] if g["recut"]]
+    assert recut and busy not in recut
+    assert [g["busy"] for g in plan["gpus"] if (g["node"], g["index"]) == busy] == [True]
+    assert set(plan["node_labels"]) == {node for node, _ in recut}
+
+
+async def test_refusals_for_impossible_requests(fleet):
+    cases = [({"demand": {"mps-25": 1}}, "invalid-slice"), ({"demand": {"1g.10gb": -1}}, "invalid-request"),
+             ({"gpus": [{"node": "n9", "index": 0, "geometry": {"7g.80gb": 1}}]}, "not-found"),
+             ({"gpus": [{"node": NODE, "index": 0, "geometry": {"7g.80gb": 2}}]}, "invalid-slice"),
+             ({"demand": {"1g.10gb": 1}, "gpus": []}, "invalid-request"), ({"demand": {}}, "invalid-request")]
+    for body, kind in cases:
+        with pytest.raises(RecutRefused) as refused:
+            await fleet.apply(body, "root")
+        assert refused.value.kind == kind, body
+
+
+async def test_the_config_map_keeps_foreign_and_in_use_layouts_and_drops_stale_ones(fleet, control_plane):
+    from astrago.spawners.kube.operator_config import BASE_MIG_CONFIGS
+
+    await fleet.kube.write_mig_configs({**BASE_MIG_CONFIGS, "site-custom": [{"devices": "all", "mig-enabled": False}],
+                                        "astrago-stale": [{"devices": "all", "mig-enabled": False}],
+                                        "all-3g.40gb": [{"devices": "all", "mig-enabled": True,
+                                                         "mig-devices": {"3g.40gb": 2}}]})
+    first = control_plane.rest.read("v1", "ConfigMap", "astrago-mig-parted-config", OPERATOR_NAMESPACE)
+    record = await fleet.apply({"gpus": [{"node": NODE, "index": 0, "geometry": {"7g.80gb": 1}}]}, "root")
+    config_map = control_plane.rest.read("v1", "ConfigMap", "astrago-mig-parted-config", OPERATOR_NAMESPACE)
+    assert config_map["metadata"]["uid"] == first["metadata"]["uid"]  # replaced, not re-made
+    configs = yaml.safe_load(config_map["data"]["config.yaml"])["mig-configs"]
+    assert sorted(configs) == sorted(["all-disabled", "all-enabled", "all-3g.40gb", "site-custom",
+                                      record.nodes[NODE].config])
+    await until(lambda: record.status == "done", "the re-cut to finish")
+    assert offered(fleet, NODE) == [["3g.40gb"] * 2, ["7g.80gb"]]
+
+
+async def test_a_kubernetes_refusal_undoes_the_drain_and_says_why(fleet, control_plane):
+    """A service account that may write the ConfigMap but not label nodes: the API server's 403."""
+    cp = control_plane
+    cp.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+              "metadata": {"name": "no-node-labels", "namespace": OPERATOR_NAMESPACE},
+              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "astrago-hub-mig-config"},
+              "subjects": [{"kind": "ServiceAccount", "name": "no-node-labels", "namespace": "astrago"}]})
+    kubeconfig = cp.service_account_kubeconfig("astrago", "no-node-labels")
+    configuration = client.Configuration()
+    await kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    async with client.ApiClient(configuration) as api_client:
+        fleet.kube = FleetKubeClient(client.CoreV1Api(api_client))
+        record = await fleet.apply({"gpus": [{"node": NODE, "index": 0, "geometry": {"7g.80gb": 1}}]}, "root")
+    assert record.status == "error"
+    assert record.detail == f"Kubernetes refused the change: labelling node {NODE}: HTTP 403 Forbidden"
+    assert fleet.draining == {}
+    assert (await admit(fleet, "carol", "1g.10gb"))["status"] == "admitted"
+
+
+async def test_one_recut_at_a_time(fleet, control_plane):
+    control_plane.mig_manager.hold()
+    try:
+        record = await fleet.apply({"gpus": [{"node": NODE, "index": 0, "geometry": {"7g.80gb": 1}}]}, "root")
+        with pytest.raises(RecutRefused) as refused:
+            await fleet.apply({"gpus": [{"node": NODE, "index": 1, "geometry": {"7g.80gb": 1}}]}, "root")
+        assert refused.value.detail == "A re-cut is still being applied; wait until it finishes."
+        assert record.status == "applying" and fleet.draining == {NODE: {0, 1}}
+    finally:
+        control_plane.mig_manager.release()
+    await until(lambda: record.status == "done", "the re-cut to finish")
+    assert fleet.draining == {}
