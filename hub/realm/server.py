@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from .distribution import KEYCLOAK_VERSION, RELATIVE_PATH, install, java_env, keycloak_home, require_java_home
+from .distribution import KEYCLOAK_VERSION, RELATIVE_PATH, install, java_env, require_java_home
 
 BOOTSTRAP_CLIENT_ID = "astrago-bootstrap"
 _PR_SET_PDEATHSIG = 1

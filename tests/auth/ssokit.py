@@ -9,10 +9,7 @@ import hmac
 import json
 import os
 import secrets
-import sys
 import time
-import urllib.parse
-from pathlib import Path
 
 import jwt
 import pytest

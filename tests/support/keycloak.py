@@ -14,10 +14,8 @@ import urllib.parse
 from pathlib import Path
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from astrago.hub.realm import distribution
 from astrago.hub.realm.admin import RealmAdmin
@@ -59,24 +57,13 @@ def realm_admin(realm: str) -> RealmAdmin:
 
 
 def new_signing_key():
-    """An RSA key with a self-signed certificate, to import as a realm's signing key: the
+    """An RSA key (private, PEM) to import as a realm's signing key: the
     tests then hold the private key Keycloak signs with, so they can forge tokens that
     only the claims give away."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption()).decode()
     return key, pem
-
-
-def self_signed_certificate(key) -> str:
-    import datetime as dt
-
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "astrago-test")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def code_flow_tokens(browser: requests.Session, realm_url: str, client_id: str, client_secret: str,
