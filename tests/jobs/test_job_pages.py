@@ -134,5 +134,5 @@ def test_one_navigation_bar_on_every_page(jobs_platform, chromium, artifacts):
     assert all(b == admin_bars[0] for b in admin_bars), admin_bars
     admin.goto(p.service_url + "admin/quotas")
     assert "{" not in admin.locator("table").first.inner_text()  # limits in words, not JSON
-    admin.screenshot(path=str(artifacts / "admin-quotas.png"), full_page=True)
+    admin.screenshot(path=str(artifacts / "admin-quotas-in-words.png"), full_page=True)
     admin.close()
