@@ -197,7 +197,7 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     c.ConfigurableHTTPProxy.command = [str(Path(settings.node_modules) / ".bin" / "configurable-http-proxy")]
     c.ConfigurableHTTPProxy.pid_file = str(data / "jupyterhub-proxy.pid")
 
-    # identity: the embedded realm, through the same OIDC path as a real Keycloak
+    # identity: the platform's realm in Keycloak itself (started by `astrago up`, or one given to it)
     c.JupyterHub.authenticator_class = "astrago.hub.auth.KeycloakAuthenticator"
     c.KeycloakAuthenticator.realm_url = settings.realm_public_url
     c.KeycloakAuthenticator.backchannel_url = settings.realm_backchannel_url
@@ -206,7 +206,7 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     c.KeycloakAuthenticator.oauth_callback_url = settings.oauth_callback_url
     allowed_groups = {g.strip() for g in settings.allowed_groups.split(",") if g.strip()}
     allowed_roles = {r.strip() for r in settings.allowed_roles.split(",") if r.strip()}
-    # the embedded realm holds only this hub's users, unless groups or roles are named
+    # the platform's realm holds only this hub's users, unless groups or roles are named
     c.KeycloakAuthenticator.allow_all = not (allowed_groups or allowed_roles)
     c.KeycloakAuthenticator.allowed_groups = allowed_groups
     c.KeycloakAuthenticator.allowed_roles = allowed_roles

@@ -2,8 +2,7 @@
 
 Configured from one realm URL (`https://kc.example.org/realms/ml`); endpoints
 come from the realm's discovery document, fetched on first use so the hub can
-start before the identity provider does (the embedded realm is a service the
-hub itself starts).
+start before the identity provider answers.
 
 On top of OAuthenticator's code flow it adds what OAuthenticator 17 leaves out:
 
@@ -11,8 +10,9 @@ On top of OAuthenticator's code flow it adds what OAuthenticator 17 leaves out:
 - claims map to JupyterHub groups, roles and the admin flag by the rules of
   `astrago.hub.auth.mapping`, with JupyterHub managing both (`manage_groups`,
   `manage_roles`), at login and at every refresh;
-- refresh uses the refresh token (before each spawn and when `auth_refresh_age`
-  has passed); a failed refresh, or a user the rules no longer allow, logs in again;
+- refresh always asks Keycloak with the refresh token (`refresh_user_hook`, before
+  each spawn and when `auth_refresh_age` has passed); a failed refresh, or a user
+  the rules no longer allow, logs in again, and changed rights are logged;
 - hub logout ends the Keycloak session too (end-session with `id_token_hint`);
 - `/hub/backchannel-logout` takes Keycloak's back-channel logout and ends the
   user's hub sessions;
@@ -177,7 +177,7 @@ class KeycloakAuthenticator(GenericOAuthenticator):
         return _rebase(url, self.realm_url, self.backchannel_url)
 
     def _frontchannel(self, url: str) -> str:
-        """Browsers go to realm_url. Keycloak (and the embedded realm) build endpoint URLs
+        """Browsers go to realm_url. Keycloak builds endpoint URLs
         from the host a request came to, so a discovery document fetched over the
         backchannel names backchannel hosts; put the browser-facing ones back."""
         if not self.backchannel_url:
