@@ -290,7 +290,7 @@ class ClusterHub:
         action, fields = parse_form(page.text, page.url)
         fields.update({"username": username, "password": password})
         page = session.post(action, data=fields, timeout=60)
-        assert page.url.startswith(self.url + "/hub/"), f"login did not come back to the hub: {page.url}"
+        assert page.url.startswith(self.url + "/"), f"login did not come back to the hub: {page.url}"
         return session
 
     def xsrf(self, session: requests.Session) -> str:

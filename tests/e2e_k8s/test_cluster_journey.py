@@ -149,6 +149,42 @@ def test_spawn_on_a_mig_slice_reaches_jupyterlab_and_stop_releases_it(cluster_hu
     assert hub.allocations(name) == []
 
 
+
+def test_the_same_journey_in_chromium(cluster_hub, control_plane, chromium, artifacts):
+    """Log in at Keycloak's page, choose the MIG slice on the spawn page, land in JupyterLab."""
+    hub = cluster_hub
+    name, password = hub.add_user("ivy", groups=["/team-gpu"])
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(hub.url + "/")
+        page.wait_for_url("**/hub/login**")
+        page.click("a[href*='oauth_login']")
+        page.wait_for_url(hub.realm_url + "/**")
+        page.screenshot(path=str(artifacts / "cluster-01-keycloak-login.png"))
+        page.fill("input[name=username]", name)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit], input[type=submit]")
+        page.wait_for_url("**/hub/spawn**")
+        radios = page.locator("input[name=profile]")
+        assert sorted(radios.nth(i).get_attribute("value") for i in range(radios.count())) == [
+            "1g-10gb", "3g-40gb", "cpu"]
+        assert page.get_by_text("MIG 1g.10gb").is_visible()
+        page.check("input[name=profile][value='1g-10gb']")
+        page.screenshot(path=str(artifacts / "cluster-02-spawn-slices.png"), full_page=True)
+        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+        page.wait_for_url(f"**/user/{name}/lab**", timeout=150_000)
+        page.wait_for_selector(".jp-LauncherCard, .jp-Launcher", timeout=120_000)
+        page.screenshot(path=str(artifacts / "cluster-03-jupyterlab.png"))
+    finally:
+        page.close()
+    pod = hub.user_pod(name)
+    assert pod["spec"]["nodeName"] == MIG_NODE
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+    token = hub.token(hub.login(name, password), name)
+    hub.stop_server(token, name)
+    assert hub.allocations(name) == []
+
+
 # -- 2: a batch job from the server's kernel -------------------------------------------------------
 
 JOB_CELL = ("%%job --name cell-job --slice 1g.10gb --param epochs=3 --follow\n"
