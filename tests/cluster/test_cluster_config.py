@@ -9,8 +9,6 @@ from traitlets.config import Config
 
 from astrago.hub import scopes
 from astrago.hub.cluster import ClusterSettings, configure_jupyterhub, service_environment
-from gpu_nodes import cpu_node, h100_node
-from kube_double import FakeKubeAPI
 from repo_files import REPO
 
 ENV = {"ASTRAGO_PUBLIC_URL": "https://astrago.example.org/", "ASTRAGO_KEYCLOAK_REALM_URL": "https://kc.example.org/realms/ml",
@@ -86,18 +84,3 @@ def test_jupyterhub_config_py_has_a_cluster_branch(settings, monkeypatch):
     c = Config()
     runpy.run_path(str(REPO / "config/jupyterhub_config.py"), init_globals={"get_config": lambda: c})
     assert c.JupyterHub.spawner_class == "astrago.spawners.kube.GPUKubeSpawner"
-
-
-def test_the_service_reads_the_cluster_inventory_at_start(monkeypatch):
-    from astrago.hub.fleet import inventory_feed
-    from astrago.hub.quota import inventory_source
-
-    fake = FakeKubeAPI()
-    fake.add_node(h100_node("n1", 2, {"3g.40gb": 4}))
-    fake.add_node(cpu_node("c1"))
-    original = inventory_feed.initial_inventory
-    monkeypatch.setattr(inventory_feed, "initial_inventory",
-                        lambda selector="": original(selector, api_factory=lambda: fake))
-    inventory, note = inventory_source.load_inventory(SimpleNamespace(mode="cluster", inventory_file=""))
-    assert [(n.name, len(n.gpus)) for n in inventory.nodes] == [("n1", 2)]
-    assert note == "2 NVIDIA GPU(s) on 1 node(s), from the Kubernetes API."

@@ -217,3 +217,25 @@ def test_gpu_signature_is_nvidia_labels_and_capacity_only():
     assert gpu_signature(node()) == gpu_signature(node({"kubernetes.io/arch": "arm64"}, {"cpu": "128"}))
     assert gpu_signature(node()) != gpu_signature(node({"nvidia.com/mig.config.state": "pending"}))
     assert gpu_signature(node()) != gpu_signature(node(capacity={"nvidia.com/mig-7g.80gb": "0"}))
+
+
+def test_the_service_reads_the_cluster_inventory_at_start(control_plane, hub_kubeconfig):
+    """The service's start-up read (hub/quota/inventory_source in cluster mode), in its own
+    process as the service runs it, with the hub's kubeconfig: the GPU nodes, not the CPU node."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json\nfrom types import SimpleNamespace\n"
+              "from astrago.hub.quota import inventory_source\n"
+              "inventory, note = inventory_source.load_inventory(SimpleNamespace(mode='cluster', inventory_file=''))\n"
+              "print(json.dumps([note, {n.name: len(n.gpus) for n in inventory.nodes}]))\n")
+    env = {**os.environ, "KUBECONFIG": str(hub_kubeconfig)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    note, gpus = json.loads(done.stdout.strip().splitlines()[-1])
+    assert note == f"{sum(gpus.values())} NVIDIA GPU(s) on {len(gpus)} node(s), from the Kubernetes API."
+    assert {"gpu-mig-1": 2, "gpu-mps-1": 1, "gpu-a100-1": 4, "gpu-h200-1": 2}.items() <= gpus.items()
+    assert "cpu-1" not in gpus
