@@ -2,7 +2,6 @@
 and the service's inventory in cluster mode (hub/quota/inventory_source.py's cluster branch)."""
 import runpy
 import sys
-from types import SimpleNamespace
 
 import pytest
 from traitlets.config import Config
