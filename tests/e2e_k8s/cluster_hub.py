@@ -161,6 +161,7 @@ class ClusterHub:
     root: Path
     group_slices: dict = field(default_factory=dict)
     values_files: list = field(default_factory=lambda: [VALUES_FILE])
+    rbac_files: list = field(default_factory=lambda: [ASTRAGO_RBAC])  # beside the chart's hub Role
     realm: str = field(default_factory=lambda: f"cluster-{secrets.token_hex(3)}")
     proc: subprocess.Popen | None = None
     created_users: list = field(default_factory=list)
@@ -222,7 +223,7 @@ class ClusterHub:
             name=self.realm, frontend_url=self.keycloak.base_url, hub_url=self.url,
             backchannel_logout_url=f"http://127.0.0.1:{self.ports['hub_port']}/hub/backchannel-logout",
             client_secret=self.client_secret))
-        self.kubeconfig = hub_service_account(self.control_plane)
+        self.kubeconfig = hub_service_account(self.control_plane, self.rbac_files)
         spec = {"values_files": [str(p) for p in self.values_files], "data": str(self.data),
                 "kubeconfig": str(self.kubeconfig), **self.ports}
         config = self.root / "jupyterhub_config.py"
