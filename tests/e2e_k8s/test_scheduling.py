@@ -26,6 +26,11 @@ def test_a_mig_pod_is_scheduled_onto_the_mig_node_and_gets_a_loopback_pod_ip(con
     assert placed["spec"]["nodeName"] == "gpu-mig-1"
     assert placed["status"]["phase"] == "Running"
     assert placed["status"]["podIP"].startswith("127.77.")
+    # bound by kube-scheduler itself (not by a nodeName in the spec), which says so
+    scheduled = control_plane.rest.list("v1", "Event", namespace, fieldSelector="reason=Scheduled")["items"]
+    assert [(e["involvedObject"]["name"], e.get("reportingComponent") or e["source"].get("component"))
+            for e in scheduled] == [("mig", "default-scheduler")]
+    assert "to gpu-mig-1" in scheduled[0]["message"]
 
 
 def test_the_gpu_taint_keeps_pods_without_the_toleration_off_gpu_nodes(control_plane, namespace):
