@@ -155,8 +155,10 @@ def service_environment(settings: ClusterSettings, environ=os.environ) -> dict[s
         "ASTRAGO_OIDC_CLIENT_ID": settings.keycloak_client_id,
         "PYTHONUNBUFFERED": "1",
     }
+    # the service's cookie secret from a Kubernetes Secret (hub.extraEnv valueFrom), so browsers stay
+    # logged in to its pages across restarts of the hub pod
     for name in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "ASTRAGO_RECONCILE_INTERVAL",
-                 "ASTRAGO_RECONCILE_GRACE"):
+                 "ASTRAGO_RECONCILE_GRACE", "ASTRAGO_SERVICE_COOKIE_SECRET"):
         if environ.get(name):
             env[name] = environ[name]
     return env

@@ -83,3 +83,12 @@ def test_jupyterhub_config_py_has_a_cluster_branch(settings, monkeypatch):
     c = Config()
     runpy.run_path(str(REPO / "config/jupyterhub_config.py"), init_globals={"get_config": lambda: c})
     assert c.JupyterHub.spawner_class == "astrago.spawners.kube.GPUKubeSpawner"
+
+
+def test_the_service_cookie_secret_comes_from_the_hub_pods_secret_env():
+    settings = ClusterSettings(public_url="https://astrago.example.org",
+                               keycloak_realm_url="https://kc.example.org/realms/ml", keycloak_client_secret="x",
+                               spawner_token="t", service_db_url="mysql+pymysql://u@db/astrago")
+    env = service_environment(settings, {"ASTRAGO_SERVICE_COOKIE_SECRET": "from-a-secret"})
+    assert env["ASTRAGO_SERVICE_COOKIE_SECRET"] == "from-a-secret"
+    assert "ASTRAGO_SERVICE_COOKIE_SECRET" not in service_environment(settings, {})

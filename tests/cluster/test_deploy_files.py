@@ -74,7 +74,8 @@ def test_hub_env_renders_into_a_valid_container():
     for name, value in VALUES["hub"]["extraEnv"].items():
         env.append({"name": name, **value} if isinstance(value, dict) else {"name": name, "value": value})
     assert {e["name"] for e in env if "valueFrom" in e} == {
-        "ASTRAGO_KEYCLOAK_CLIENT_SECRET", "ASTRAGO_HUB_DB_URL", "ASTRAGO_DB_URL", "ASTRAGO_SPAWNER_TOKEN"}
+        "ASTRAGO_KEYCLOAK_CLIENT_SECRET", "ASTRAGO_HUB_DB_URL", "ASTRAGO_DB_URL", "ASTRAGO_SPAWNER_TOKEN",
+        "ASTRAGO_SERVICE_COOKIE_SECRET"}
     validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hub"},
               "spec": {"containers": [{"name": "hub", "image": "x", "env": env}]}})
 
