@@ -19,11 +19,19 @@ Interface (the session fixture `control_plane` in tests/e2e_k8s/conftest.py retu
     cp.rest                             # KubeREST (admin): read/list/create/merge_patch/delete/watch
     cp.kubectl(*args)                   # only where a kubectl binary exists (none is built)
     cp.wait_for(condition, what, timeout)
-    cp.runtime                          # PodRuntime, the container-runtime double (pod_runtime.py)
-    cp.mig_manager                      # SimulatedMigManager (mig_manager.py)
+    cp.restart_apiserver()              # same etcd and ports; every watch drops, old versions are gone
+    cp.runtime                          # PodRuntime, the container-runtime double (pod_runtime.py):
+                                        # runs AstraGo's pods (and ones labelled testbed.astrago.dev/run=true)
+                                        # at their pod IP; cp.runtime.container_of(ns, pod) -> the process
+    cp.storage                          # HostPathProvisioner (storage_provisioner.py): PVCs bind for real;
+                                        # cp.storage.volume_path(ns, claim) -> the claim's directory
+    cp.mig_manager                      # SimulatedMigManager (mig_manager.py); hold() / release()
+    cp.training_operator                # SimulatedTrainingOperator (training_operator.py), PyTorchJobs
     cp.stop()                           # every process it started, and its doubles, are ended
 
-GPU nodes as the GPU operator publishes them: tests/controlplane/gpu_nodes.py.
+GPU nodes as the GPU operator publishes them: tests/controlplane/gpu_nodes.py (the session adds
+STANDARD_NODES: gpu-mig-1, gpu-mps-1, gpu-a100-1, gpu-h200-1, cpu-1). The hub's service account
+with exactly the shipped RBAC: hub_rbac.hub_service_account_kubeconfig(cp).
 """
 from .cluster import ControlPlane, start_control_plane
 
