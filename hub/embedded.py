@@ -241,7 +241,8 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
         "ASTRAGO_DB_URL": os.environ.get("ASTRAGO_DB_URL", f"sqlite:///{data / 'astrago.sqlite'}"),
         "PYTHONUNBUFFERED": "1",
         **{k: v for k, v in os.environ.items() if k in ("ASTRAGO_RECONCILE_INTERVAL", "ASTRAGO_RECONCILE_GRACE",
-                                                   "ASTRAGO_MONITOR_INTERVAL", "ASTRAGO_PROMETHEUS_URL", "ASTRAGO_PROMETHEUS_TOKEN")},
+                                                   "ASTRAGO_MONITOR_INTERVAL", "ASTRAGO_PROMETHEUS_URL", "ASTRAGO_PROMETHEUS_TOKEN",
+                                                   "ASTRAGO_TEAMS_ROOT", "ASTRAGO_TEAMS_SYNC_INTERVAL")},
         # bearer access with a Keycloak access token (astrago.hub.auth.bearer)
         "ASTRAGO_OIDC_ISSUER": settings.realm_public_url,
         "ASTRAGO_OIDC_JWKS_URL": f"{settings.realm_backchannel_url}/protocol/openid-connect/certs",
@@ -271,6 +272,9 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     c.LocalGPUSpawner.user_env_prefix = settings.user_env
     c.LocalGPUSpawner.service_api_url = f"http://127.0.0.1:{settings.service_port}/services/{scopes.SERVICE_NAME}/api/"
     c.LocalGPUSpawner.service_api_token = spawner_token
+    from .teams.spawn_hook import sync_teams_before_start
+
+    c.LocalGPUSpawner.account_ready_hook = sync_teams_before_start  # teams' groups and ~/teams links
     c.LocalGPUSpawner.queue_timeout = float(os.environ.get("ASTRAGO_QUEUE_TIMEOUT", 600))
     c.Spawner.server_token_scopes = scopes.SERVER_TOKEN_SCOPES
     c.Spawner.environment = {"ASTRAGO_SERVICE_URL": f"{settings.public_url}/services/{scopes.SERVICE_NAME}/"}

@@ -68,6 +68,11 @@ def setup(service) -> None:
     if not hasattr(service, "desk"):
         raise RuntimeError("the jobs area needs the quota area (its admission desk): enable both")
     area = JobsArea.of(service)
+
+    async def active_jobs_using(paths):  # the interface other areas use (teams: a dataset in use is kept)
+        return await service.db.run(lambda session: store.active_jobs_using(session, paths))
+
+    service.active_jobs_using = active_jobs_using
     from ..service import pages
 
     if ("jobs", "Jobs", scopes.READ) not in pages.ADMIN_SECTIONS:
@@ -115,6 +120,20 @@ class JobsHandler(APIHandler):
             return None
         return store.describe_jobs(session, self.service.desk, [job])[0]
 
+    async def _attach_datasets(self, spec, me: str, groups: list[str]):
+        import dataclasses
+
+        catalog = getattr(self.service, "dataset_catalog", None)
+        try:
+            if catalog is None:
+                raise ValueError("Datasets need the teams area, which this service does not run.")
+            env = await catalog.resolve(me, groups, spec.datasets)
+        except (LookupError, ValueError) as exc:
+            await self.audit("job.submit", "denied", target=me, reason=str(exc))
+            raise Problem("not-found" if isinstance(exc, LookupError) else "invalid-request", str(exc),
+                          extra={"field": "datasets"}) from None
+        return dataclasses.replace(spec, env={**spec.env, **env})
+
     async def groups_of(self, name: str) -> list[str]:
         model = await self.service.hub_user(name)
         if model is not None:
@@ -153,6 +172,8 @@ class JobCollectionHandler(JobsHandler):
             await self.audit("job.submit", "denied", target=me, reason=exc.message)
             raise _spec_problem(exc) from None
         groups = await self.groups_of(me)
+        if spec.datasets:  # read-only datasets: their paths as ASTRAGO_DATASET_<NAME> (the teams area's catalog)
+            spec = await self._attach_datasets(spec, me, groups)
 
         def submit(session):
             existing = store.find_by_key(session, me, client_key)

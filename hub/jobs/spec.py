@@ -32,7 +32,9 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 RESERVED_ENV = re.compile(r"^(ASTRAGO_.*|CUDA_VISIBLE_DEVICES|CUDA_MPS_.*|NVIDIA_VISIBLE_DEVICES|HOME|USER|"
                           r"LOGNAME|SHELL|JUPYTERHUB_.*|LD_PRELOAD|LD_LIBRARY_PATH|PYTHONPATH)$")
 FIELDS = {"name", "kind", "input", "code", "command", "parameters", "slice", "cpu", "memory", "memory_gib",
-          "image", "env", "priority", "max_runtime", "retries", "workdir", "distributed"}
+          "image", "env", "priority", "max_runtime", "retries", "workdir", "distributed", "datasets"}
+MAX_DATASETS = 20
+_DATASET_REF = re.compile(r"^([a-z][a-z0-9-]{0,17}/)?[a-z0-9][a-z0-9._-]{0,62}:[1-9][0-9]*$")
 
 
 class SpecError(ValueError):
@@ -62,6 +64,7 @@ class JobSpec:
     retries: int = 0
     workdir: str = ""
     distributed: dict = field(default_factory=dict)  # {} or {"framework": "pytorch", "workers": N}
+    datasets: tuple = ()  # "name:version" or "team/name:version", attached read-only (the teams area resolves them)
 
     @property
     def replicas(self) -> int:
@@ -73,7 +76,7 @@ class JobSpec:
                 "command": self.command, "parameters": dict(self.parameters), "cpu": self.cpu,
                 "memory_gib": self.memory_gib, "image": self.image, "env": dict(self.env),
                 "priority": self.priority, "max_runtime": self.max_runtime_s, "retries": self.retries,
-                "workdir": self.workdir, "distributed": dict(self.distributed)}
+                "workdir": self.workdir, "distributed": dict(self.distributed), "datasets": list(self.datasets)}
 
 
 def replicas_of(distributed: dict | None) -> int:
@@ -319,10 +322,30 @@ def parse_job_spec(body: dict, *, home: str, cluster: bool = False, max_runtime_
 
     distributed = parse_distributed(body.get("distributed"), cluster=cluster, kind=kind, slice_name=slice_name)
 
+    datasets = parse_dataset_refs(body.get("datasets"))
+
     return JobSpec(kind=kind, name=name, slice=slice_name, input=input_path, code=code, command=command,
                    parameters=dict(parameters), cpu=cpu, memory_gib=memory_gib, image=image, env=dict(env),
                    priority=priority, max_runtime_s=max_runtime, retries=retries, workdir=workdir,
-                   distributed=distributed)
+                   distributed=distributed, datasets=datasets)
+
+
+def parse_dataset_refs(value) -> tuple:
+    """`datasets` of a spec: a list of "name:version" or "team/name:version" (pure; whether they exist
+    is the teams area's to say)."""
+    if value is None or value == []:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or len(value) > MAX_DATASETS:
+        raise SpecError("datasets", f"datasets must be a list of at most {MAX_DATASETS} name:version.")
+    refs = []
+    for ref in value:
+        if not isinstance(ref, str) or not _DATASET_REF.match(ref.strip()):
+            raise SpecError("datasets", f"A dataset is named as name:version or team/name:version, not {ref!r}.")
+        if ref.strip() not in refs:
+            refs.append(ref.strip())
+    return tuple(refs)
 
 
 def _json_value(value, depth: int = 0) -> bool:

@@ -106,6 +106,16 @@ def enqueue(session: Session, desk: AdmissionDesk, job: Job, why: str = "") -> N
 
 # -- the scheduler's steps ------------------------------------------------------
 
+def active_jobs_using(session: Session, paths) -> list[dict]:
+    """Jobs that have not ended whose environment points at one of `paths` (attached datasets)."""
+    wanted = set(paths)
+    found = []
+    for job in session.scalars(select(Job).where(Job.status.in_(sorted(states.ACTIVE)))):
+        if any(k.startswith("ASTRAGO_DATASET_") and v in wanted for k, v in (job.env or {}).items()):
+            found.append({"id": job.id, "owner": job.owner, "status": job.status})
+    return found
+
+
 def run_of(job: Job, placement: dict) -> JobRun:
     return JobRun(id=job.id, owner=job.owner, attempt=job.attempt, kind=job.kind, name=job.name, input=job.input,
                   code=job.code, command=job.command, parameters=dict(job.parameters or {}), workdir=job.workdir,

@@ -17,6 +17,7 @@ AREAS = {
     "monitor": "astrago.hub.monitor.api",  # after quota: it reads the ledger and the inventory
     "jobs": "astrago.hub.jobs.api",
     "fleet": "astrago.hub.fleet.api",
+    "teams": "astrago.hub.teams.api",
 }
 
 

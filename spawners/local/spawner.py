@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
-from traitlets import Bool, Dict, Unicode, default
+from traitlets import Any, Bool, Dict, Unicode, default
 
 from ..admission_client import AdmissionRefused, ServiceUnavailable
 from ..admission_holder import AdmissionHolder
@@ -49,6 +49,10 @@ class LocalGPUSpawner(AdmissionHolder, LocalProcessSpawner):
         return os.environ.get("ASTRAGO_USER_ENV", sys.prefix)
 
     extra_user_env = Dict(config=True, help="Extra environment variables for every user's server.")
+
+    account_ready_hook = Any(None, config=True, help="A callable (spawner, account) -> None or awaitable, run "
+                             "once the user's system account exists and before the server's process starts "
+                             "(e.g. to put the account into its teams' groups). Errors are logged, not raised.")
 
     @default("cmd")
     def _cmd_default(self):
@@ -150,6 +154,13 @@ class LocalGPUSpawner(AdmissionHolder, LocalProcessSpawner):
         except AccountError as exc:
             raise refuse(str(exc), reason="account") from None
         self._note(10, f"Running as system account {account.pw_name}")
+        if self.account_ready_hook is not None:
+            try:
+                done = self.account_ready_hook(self, account)
+                if asyncio.iscoroutine(done):
+                    await done
+            except Exception:
+                self.log.exception("account_ready_hook failed for %s", self.user.name)
         if not shutil.which(self.cmd[0]):
             raise refuse(f"{self.cmd[0]} is missing: run 'make run' again to set up the user environment.",
                          reason="environment")

@@ -7,6 +7,8 @@ with the admitted GPU or MIG UUIDs, the MPS variables), writes its log through a
 descriptor onto `<jobs data dir>/<id>/attempt-<n>.log`, and its exit status onto
 `attempt-<n>.status` (files only the service can open). It runs in a session of its own,
 so it outlives a restart of the service, which finds it again by pid + start time.
+Datasets attached to the job (`datasets: ["name:version"]`) arrive in the job's environment as
+`ASTRAGO_DATASET_<NAME>` = the version's read-only folder (resolved by the teams area at submission).
 """
 from __future__ import annotations
 
