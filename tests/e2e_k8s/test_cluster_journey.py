@@ -272,7 +272,7 @@ def test_no_free_slice_waits_in_plain_words_and_starts_when_one_frees(cluster_hu
     assert answer.status_code == 202, answer.text
     events = hub.progress(token, name, until=queued, timeout=60)
     words = messages(events)
-    assert any(m.startswith("Queued: position 1 of 1 for 1g.10gb") for m in words), words
+    assert "Queued: position 1 of 1 for 1g.10gb (waiting: no free 1g.10gb on any node)" in words, words
     assert not any(e.get("failed") or e.get("ready") for e in events), events
     assert hub.user_pod(name) is None  # waiting in AstraGo's queue, not in a Pending pod
 
@@ -309,7 +309,8 @@ def test_a_pod_made_with_kubectl_takes_the_last_3g_and_the_next_user_is_queued(c
     assert hub.hub_api(second_token, "POST", f"users/{second}/server",
                        json={"slice": "3g.40gb"}).status_code in (201, 202)
     events = hub.progress(second_token, second, until=queued, timeout=60)
-    assert any(m.startswith("Queued: position 1 of 1 for 3g.40gb") for m in messages(events)), messages(events)
+    assert "Queued: position 1 of 1 for 3g.40gb (waiting: no free 3g.40gb on any node)" in messages(events), \
+        messages(events)
     assert hub.user_pod(second) is None  # no Pending pod kube-scheduler could never place
     [waiting] = hub.allocations(second)
     assert waiting["status"] == "queued"
@@ -318,3 +319,38 @@ def test_a_pod_made_with_kubectl_takes_the_last_3g_and_the_next_user_is_queued(c
     assert hub.allocations(second) == []
     hub.stop_server(first_token, first)
     assert hub.allocations(first) == []
+
+
+def test_what_only_kube_scheduler_knows_is_said_from_its_events_and_the_pod_starts_after(cluster_hub, control_plane):
+    """A taint AstraGo's capacity does not count (a node kept for maintenance): the admitted pod
+    waits Pending, and the progress says why in kube-scheduler's own FailedScheduling words."""
+    hub, rest = cluster_hub, control_plane.rest
+    name, password = hub.add_user("tam", groups=["/team-gpu"])
+    token = hub.token(hub.login(name, password), name)
+    # a returning user: their home volume exists and is bound (a first spawn's pod would first
+    # wait for the claim, and kube-scheduler would say that instead)
+    assert hub.hub_api(token, "POST", f"users/{name}/server", json={"slice": "cpu"}).status_code in (201, 202)
+    hub.wait_ready(token, name, 120)
+    hub.stop_server(token, name)
+    taints = rest.read("v1", "Node", MIG_NODE)["spec"]["taints"]
+    maintenance = {"key": "example.org/maintenance", "value": "true", "effect": "NoSchedule"}
+    rest.merge_patch("v1", "Node", MIG_NODE, {"spec": {"taints": [*taints, maintenance]}})
+    try:
+        assert hub.hub_api(token, "POST", f"users/{name}/server", json={"slice": "1g.10gb"}).status_code == 202
+
+        def explained(events):
+            return any("slice on any node" in m for m in messages(events))
+
+        events = hub.progress(token, name, until=explained, timeout=90)
+        said = [m for m in messages(events) if "slice on any node" in m]
+        assert said and said[0].startswith("No free 1g.10gb slice on any node, waiting (5 nodes checked; "), \
+            messages(events)
+        assert "1 node: reserved for other work (taint)" in said[0], said
+        pod = hub.user_pod(name)
+        assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
+    finally:
+        rest.merge_patch("v1", "Node", MIG_NODE, {"spec": {"taints": taints}})
+    hub.wait_ready(token, name, 120)  # the scheduler places it once the taint is gone
+    assert hub.user_pod(name)["spec"]["nodeName"] == MIG_NODE
+    hub.stop_server(token, name)
+    assert hub.allocations(name) == []
