@@ -42,7 +42,7 @@ fi
 mkdir -p "$BIN" "$SHARE"
 rm -f "$OUT/versions"
 started=$(date +%s)
-echo "controlplane: building $WANT (cold: about 6 minutes on 2 cores; cached: seconds)"
+echo "controlplane: building $WANT (cold: 6-13 minutes on 2 cores; cached: seconds)"
 abs_bin=$(cd "$BIN" && pwd)
 # `tool` builds every tool of the wrapper module; etcd's main package is .../server/v3,
 # which Go names `server`
