@@ -75,6 +75,9 @@ def test_cancel_a_running_job_kills_its_processes_and_releases_the_allocation(jo
     job = u.submit(kind="command", command="sleep 600 & sleep 600; wait", slice="1g.10gb", name="sleeper")
     running = u.wait_running_process(job["id"])
     pid = running["process"]["pid"]
+    deadline = time.monotonic() + 15  # RUNNING comes as the runner starts; sh forks its sleeps a moment later
+    while len(marker_pids(job["id"])) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert pid_alive(pid) and len(marker_pids(job["id"])) >= 3  # the runner, sh and both sleeps
     alloc = admin_api(p, "GET", f"admissions/{running['allocation_id']}").json()
     assert alloc["status"] == "admitted" and alloc["owner"] == {"kind": "job", "id": job["id"]}

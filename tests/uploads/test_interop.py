@@ -35,7 +35,7 @@ def test_tuspy_survives_cut_connections(alice, platform, tmp_path, checksum):
     with CuttingProxy(platform.port, cut_after=600_000, cuts=3) as proxy:  # tuspy opens a connection per chunk
         c = tus_client.TusClient(proxy.url("/services/astrago/api/uploads/"),
                                  headers={"Authorization": f"token {alice.token}"})
-        up = c.uploader(str(src), chunk_size=MIB, retries=20, retry_delay=0, upload_checksum=checksum,
+        up = c.uploader(str(src), chunk_size=MIB, retries=20, retry_delay=1, upload_checksum=checksum,
                         metadata={"filename": src.name, "dir": "interop-py"})
         up.upload()
         assert proxy.cuts_done >= 1
@@ -57,7 +57,7 @@ def test_tuspy_resumes_an_upload_another_client_started(alice, platform, tmp_pat
         c2 = tus_client.TusClient(proxy.url("/services/astrago/api/uploads/"),
                                   headers={"Authorization": f"token {alice.token}"})
         second = c2.uploader(str(src), url=proxy.url(f"/services/astrago/api/uploads/{upload_id(first.url)}"),
-                             chunk_size=MIB, retries=20, retry_delay=0)
+                             chunk_size=MIB, retries=20, retry_delay=1)
         assert second.offset == 2 * MIB  # resumed where the first stopped
         second.upload()
     assert sha256_file(alice.home / "interop-py" / src.name) == sha256_file(src)
