@@ -117,7 +117,7 @@ def test_one_navigation_bar_on_every_page(jobs_platform, chromium, artifacts):
         page.locator(NAV).screenshot(path=str(artifacts / f"nav-{name}.png"))
     page.screenshot(path=str(artifacts / "hub-token-with-nav.png"), full_page=True)
     first = bars["hub-home"]
-    assert [t for t, _ in first] == ["AstraGo", "Home", "My AstraGo", "My jobs", "My usage", "Upload", "Token",
+    assert [t for t, _ in first] == ["AstraGo", "Home", "My AstraGo", "My jobs", "My usage", "Upload", "Teams", "Token",
                                     "Log out"], first
     assert all(links == first for links in bars.values()), bars
     page.goto(p.url + "/hub/home")
