@@ -53,3 +53,24 @@ def test_what_no_node_has_free_stays_pending_with_the_schedulers_reason(control_
     assert "Insufficient nvidia.com/mig-3g.40gb" in events[0]["message"]
     pods = control_plane.rest.list("v1", "Pod", namespace)["items"]
     assert sorted(bool(p["spec"].get("nodeName")) for p in pods) == [False, True, True]
+
+
+def test_an_mps_share_lands_on_the_mps_node_and_a_shared_suffix_selector_matches_nothing(control_plane, namespace):
+    cp = control_plane
+    selector = {"nvidia.com/gpu.sharing-strategy": "mps", "nvidia.com/gpu.replicas": "4"}
+    cp.rest.create(pod("share", namespace, {"nvidia.com/gpu.shared": "1"}, selector=selector))
+    assert cp.wait_for(lambda: bound(cp, namespace, "share"), "the MPS pod bound")["spec"]["nodeName"] == "gpu-mps-1"
+    # GFD with renameByDefault does not append -SHARED to the product (REFERENCE.md): nothing matches
+    cp.rest.create(pod("suffixed", namespace, {"nvidia.com/gpu.shared": "1"},
+                       selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3-SHARED"}))
+    events = cp.wait_for(lambda: [e for e in cp.rest.list("v1", "Event", namespace,
+                                                         fieldSelector="reason=FailedScheduling")["items"]
+                                  if e["involvedObject"]["name"] == "suffixed"], "the suffixed pod refused")
+    assert "didn't match Pod's node affinity/selector" in events[0]["message"]
+
+
+def test_whole_gpus_of_each_model_by_product(control_plane, namespace):
+    cp = control_plane
+    for name, product, node in (("a100", "NVIDIA-A100-SXM4-80GB", "gpu-a100-1"), ("h200", "NVIDIA-H200", "gpu-h200-1")):
+        cp.rest.create(pod(name, namespace, {"nvidia.com/gpu": "2"}, selector={"nvidia.com/gpu.product": product}))
+        assert cp.wait_for(lambda: bound(cp, namespace, name), f"the {name} pod bound")["spec"]["nodeName"] == node
