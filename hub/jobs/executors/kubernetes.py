@@ -131,25 +131,42 @@ class KubernetesExecutor:
     def _container(run: JobRun) -> str:
         return PYTORCH_CONTAINER if run.distributed else CONTAINER
 
-    async def _stream_log(self, run: JobRun) -> None:
-        """Copy the pod's log into the job's log file as it is written (from the start)."""
+    async def _stream_log(self, run: JobRun, attempts: int = 30, retry_seconds: float = 1.0) -> None:
+        """Copy the pod's log into the job's log file as it is written (from the start).
+
+        An answer that is not the log (with `_preload_content=False` the client returns error
+        answers too: an API Status saying the container is not started yet, or that its kubelet
+        cannot serve the log yet) is never copied into the job's log; the log is asked for again."""
         path = self.log_path(run)
         try:
-            while True:
-                pod = await self._pod(run)
-                if pod is not None and pod.status.phase in ("Running", "Succeeded", "Failed"):
-                    break
-                await asyncio.sleep(1.0)
-            response = await (await self._core()).read_namespaced_pod_log(
-                pod.metadata.name, self.config.namespace, container=self._container(run), follow=True,
-                _preload_content=False)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            try:
-                async for chunk in response.content.iter_any():
-                    os.write(fd, chunk)
-            finally:
-                os.close(fd)
-                response.release()
+            for _attempt in range(attempts):
+                while True:
+                    pod = await self._pod(run)
+                    if pod is not None and pod.status.phase in ("Running", "Succeeded", "Failed"):
+                        break
+                    await asyncio.sleep(retry_seconds)
+                response = await (await self._core()).read_namespaced_pod_log(
+                    pod.metadata.name, self.config.namespace, container=self._container(run), follow=True,
+                    _preload_content=False)
+                status = getattr(response, "status", 200)
+                if status != 200:
+                    try:
+                        body = (await response.read())[:300]
+                    finally:
+                        response.release()
+                    log.info("the log of job %s is not readable yet (HTTP %s: %s); asking again", run.id, status,
+                             body.decode(errors="replace"))
+                    await asyncio.sleep(retry_seconds)
+                    continue
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                try:
+                    async for chunk in response.content.iter_any():
+                        os.write(fd, chunk)
+                finally:
+                    os.close(fd)
+                    response.release()
+                return
+            log.warning("the log of job %s could not be read after %d tries", run.id, attempts)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
