@@ -327,11 +327,14 @@ def test_what_only_kube_scheduler_knows_is_said_from_its_events_and_the_pod_star
     hub, rest = cluster_hub, control_plane.rest
     name, password = hub.add_user("tam", groups=["/team-gpu"])
     token = hub.token(hub.login(name, password), name)
-    # a returning user: their home volume exists and is bound (a first spawn's pod would first
-    # wait for the claim, and kube-scheduler would say that instead)
-    assert hub.hub_api(token, "POST", f"users/{name}/server", json={"slice": "cpu"}).status_code in (201, 202)
-    hub.wait_ready(token, name, 120)
-    hub.stop_server(token, name)
+    # a returning user: their home volume exists and is bound (on a first spawn the pod would
+    # first wait for the new claim, and kube-scheduler would say that instead)
+    claim = f"claim-{name}"  # KubeSpawner's `safe` slug of a plain name is the name
+    control_plane.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                         "metadata": {"name": claim, "namespace": "astrago"},
+                         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}}}})
+    control_plane.wait_for(lambda: (rest.read("v1", "PersistentVolumeClaim", claim, "astrago") or {}).get(
+        "status", {}).get("phase") == "Bound", "the user's claim bound")
     taints = rest.read("v1", "Node", MIG_NODE)["spec"]["taints"]
     maintenance = {"key": "example.org/maintenance", "value": "true", "effect": "NoSchedule"}
     rest.merge_patch("v1", "Node", MIG_NODE, {"spec": {"taints": [*taints, maintenance]}})
