@@ -218,9 +218,10 @@ class NodeWatch:
                 if version is None:
                     version = await self._relist()
                 method = partial(getattr(self.api, self.list_method), _preload_content=False)
+                # bookmarks keep a quiet watch's resourceVersion current, so resuming it is not a 410
                 async with stream.stream(method, label_selector=self.label_selector, resource_version=version,
                                          timeout_seconds=self.timeout_seconds, _request_timeout=self.request_timeout,
-                                         **self.selectors) as events:
+                                         allow_watch_bookmarks=True, **self.selectors) as events:
                     async for event in events:
                         delay = 0.1
                         version = self._apply(event) or version

@@ -97,19 +97,32 @@ class KubernetesExecutor:
         output = notebook_output_path(run.input, datetime.now(timezone.utc)) if run.kind == "notebook" else ""
         manifest = self.manifest(run, output)
         self.log_path(run).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        what = "PyTorchJob (is the Kubeflow training operator installed?)" if run.distributed else "job"
         try:
             if run.distributed:
                 await (await self._custom()).create_namespaced_custom_object(body=manifest, **self._custom_args())
             else:
                 await (await self._batch()).create_namespaced_job(self.config.namespace, manifest)
         except ApiException as exc:
-            what = "PyTorchJob (is the Kubeflow training operator installed?)" if run.distributed else "job"
-            raise ExecutorError(f"Kubernetes refused the {what}: {exc.status} {exc.reason}") from None
+            # 409: this attempt's object exists already (created before a crash, not yet recorded):
+            # adopt it when it is this job's attempt, so a restart never fails nor runs it twice
+            if exc.status != 409 or not await self._is_this_attempt(run, manifest["metadata"]["name"]):
+                raise ExecutorError(f"Kubernetes refused the {what}: {exc.status} {exc.reason}") from None
         process = {"namespace": self.config.namespace, "name": manifest["metadata"]["name"]}
         if run.distributed:
             process["kind"] = "PyTorchJob"
         self._follow(run)
         return Launch(process=process, log_path=str(self.log_path(run)), outputs=[output] if output else [])
+
+    async def _is_this_attempt(self, run: JobRun, name: str) -> bool:
+        """Whether the existing object `name` carries this job's id and attempt labels."""
+        if run.distributed:
+            existing = await (await self._custom()).get_namespaced_custom_object(name=name, **self._custom_args())
+            labels = (existing.get("metadata") or {}).get("labels") or {}
+        else:
+            existing = await (await self._batch()).read_namespaced_job(name, self.config.namespace)
+            labels = existing.metadata.labels or {}
+        return labels.get("astrago.io/job-id") == run.id and labels.get("astrago.io/attempt") == str(run.attempt)
 
     # -- logs -------------------------------------------------------------------
 
