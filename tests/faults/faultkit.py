@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 
 from support.fixtures import new_platform, require
+from support.accounts import kill_account_processes
 from support.platform import api_token, login
 
 #: a static inventory (a named stand-in for NVML: no GPU here); everything else is real
@@ -43,23 +44,6 @@ def stop_platform(p) -> None:
         kill_account_processes(f"astrago-{name}")
     p.remove_system_accounts()
     shutil.rmtree(p.tmp, ignore_errors=True)
-
-
-def kill_account_processes(account: str) -> None:
-    """What a test user's jobs or server left running (processes owned by that test account)."""
-    import pwd
-
-    try:
-        uid = pwd.getpwnam(account).pw_uid
-    except KeyError:
-        return
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (OSError, ProcessLookupError):
-                pass
 
 
 class User:

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from support.fixtures import new_platform, require
+from support.accounts import kill_account_processes
 from support.platform import api_token, login
 
 
@@ -39,27 +40,9 @@ def start_jobs_platform(prefix: str):
 def stop_jobs_platform(p):
     p.stop()
     for name in p.created_users:
-        _kill_user_processes(f"astrago-{name}")
+        kill_account_processes(f"astrago-{name}")
     p.remove_system_accounts()
     shutil.rmtree(p.tmp, ignore_errors=True)
-
-
-def _kill_user_processes(account: str):
-    """Whatever a test user's jobs left running (by pid: processes owned by that test account)."""
-    import pwd
-    import signal
-
-    try:
-        uid = pwd.getpwnam(account).pw_uid
-    except KeyError:
-        return
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (OSError, ProcessLookupError):
-                pass
 
 
 @pytest.fixture(scope="module")
