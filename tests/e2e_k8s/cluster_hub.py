@@ -24,7 +24,7 @@ The configuration is built in the order the hub pod builds it:
    (/home/jovyan) as the pod's workingDir, since the runtime double runs no image.
 
 The hub's service account is bound only to the chart's hub Role and config/z2jh/astrago-rbac.yaml,
-applied to the real API server, so every Kubernetes call of the hub and the service is checked by
+applied to the real API server (tests/controlplane/hub_rbac.py), so every Kubernetes call of the hub and the service is checked by
 the API server's RBAC authorizer.
 """
 from __future__ import annotations
@@ -44,41 +44,11 @@ from urllib.parse import urljoin
 import requests
 import yaml
 
+from controlplane.hub_rbac import ASTRAGO_RBAC, RELEASE_NAMESPACE, hub_service_account_kubeconfig
 from support.platform import REPO, BrowserSession, free_port, parse_form
 
 TESTS = REPO / "tests"
 VALUES_FILE = REPO / "config" / "z2jh" / "values.yaml"
-ASTRAGO_RBAC = REPO / "config" / "z2jh" / "astrago-rbac.yaml"
-RELEASE_NAMESPACE = "astrago"  # the namespace config/z2jh/astrago-rbac.yaml binds ServiceAccount hub in
-HUB_ACCOUNT = "hub"
-OPERATOR_NAMESPACE = "gpu-operator"
-
-#: the z2jh chart's hub Role (templates/hub/rbac.yaml at 4.4.0; REFERENCE.md and tests/cluster/test_rbac.py)
-CHART_HUB_ROLE_RULES = [
-    {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims", "secrets", "services"],
-     "verbs": ["get", "watch", "list", "create", "delete"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "watch", "list"]},
-]
-
-
-def chart_hub_rbac(namespace: str = RELEASE_NAMESPACE) -> list[dict]:
-    return [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "hub", "namespace": namespace}, "rules": CHART_HUB_ROLE_RULES},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "hub", "namespace": namespace},
-         "subjects": [{"kind": "ServiceAccount", "name": HUB_ACCOUNT, "namespace": namespace}],
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "hub"}},
-    ]
-
-
-def hub_service_account(control_plane, rbac_files=(ASTRAGO_RBAC,)) -> Path:
-    """The chart's hub Role and the project's RBAC on the real API server; a kubeconfig of astrago/hub."""
-    for namespace in (RELEASE_NAMESPACE, OPERATOR_NAMESPACE):
-        control_plane.ensure_namespace(namespace)
-    control_plane.apply(chart_hub_rbac())
-    control_plane.apply([Path(p) for p in rbac_files])
-    return control_plane.service_account_kubeconfig(RELEASE_NAMESPACE, HUB_ACCOUNT)
 
 
 # -- the configuration, in the hub pod's order ----------------------------------------------------
@@ -223,7 +193,7 @@ class ClusterHub:
             name=self.realm, frontend_url=self.keycloak.base_url, hub_url=self.url,
             backchannel_logout_url=f"http://127.0.0.1:{self.ports['hub_port']}/hub/backchannel-logout",
             client_secret=self.client_secret))
-        self.kubeconfig = hub_service_account(self.control_plane, self.rbac_files)
+        self.kubeconfig = hub_service_account_kubeconfig(self.control_plane, [Path(p) for p in self.rbac_files])
         spec = {"values_files": [str(p) for p in self.values_files], "data": str(self.data),
                 "kubeconfig": str(self.kubeconfig), **self.ports}
         config = self.root / "jupyterhub_config.py"
