@@ -37,6 +37,7 @@ CALLS = {
     # batch jobs (hub/jobs/executors/kubernetes.py), in the service's namespace
     "create_namespaced_job": [("batch", "jobs", ("create",), RELEASE)],
     "read_namespaced_job_status": [("batch", "jobs/status", ("get",), RELEASE)],
+    "read_namespaced_job": [("batch", "jobs", ("get",), RELEASE)],
     "delete_namespaced_job": [("batch", "jobs", ("delete",), RELEASE)],
     "list_namespaced_pod": [("", "pods", ("list",), RELEASE)],
     "read_namespaced_pod_log": [("", "pods/log", ("get",), RELEASE)],
