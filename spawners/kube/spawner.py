@@ -37,6 +37,10 @@ async def slice_profile_list(spawner) -> list[dict]:
     return await spawner.slice_profiles()
 
 
+def _options_applied_in_start(spawner, user_options) -> None:
+    """`apply_user_options`: nothing here; GPUKubeSpawner.start re-checks and applies the choice."""
+
+
 class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
     """A user's JupyterLab in a pod on the GPU slice they chose, admitted by AstraGo."""
 
@@ -112,6 +116,12 @@ class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
 
     async def load_user_options(self):
         """The choice was re-checked and its pod settings applied in `start`, after admission."""
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        """JupyterHub's hook (5.3+) before `start`: `profile` / `slice` are handled in `start`
+        (re-checked against the offer, applied after admission), so nothing is left unhandled."""
+        return _options_applied_in_start
 
     async def _admit(self) -> None:
         """Re-check the choice, wait for admission, lay the slice's pod settings over the traits."""
