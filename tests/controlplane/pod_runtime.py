@@ -305,10 +305,11 @@ class PodRuntime:
         if self._stopping:
             return
         try:
-            self.rest.merge_patch("v1", "Pod", running.pod, {"metadata": {"annotations": {
+            # the uid makes the API server refuse the patch (409) for a newer pod of the same name
+            self.rest.merge_patch("v1", "Pod", running.pod, {"metadata": {"uid": running.uid, "annotations": {
                 EXIT_CODE_ANNOTATION: str(running.exit_code)}}}, running.namespace)
         except KubeError as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):  # gone, or another pod now has the name
                 raise
 
     @staticmethod
