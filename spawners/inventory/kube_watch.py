@@ -36,13 +36,14 @@ NVIDIA_PREFIX = "nvidia.com/"
 
 
 def gpu_signature(node: Mapping[str, Any]) -> tuple:
-    """What of a Node matters to the GPU inventory: NVIDIA labels and NVIDIA capacity."""
+    """What of a Node matters to the GPU inventory: NVIDIA labels and capacity, and whether it is cordoned."""
     metadata = node.get("metadata") or {}
     labels = metadata.get("labels") or {}
     capacity = (node.get("status") or {}).get("capacity") or {}
     return (
         tuple(sorted((k, v) for k, v in labels.items() if k.startswith(NVIDIA_PREFIX))),
         tuple(sorted((k, str(v)) for k, v in capacity.items() if k.startswith(NVIDIA_PREFIX))),
+        bool((node.get("spec") or {}).get("unschedulable")),
     )
 
 

@@ -33,9 +33,12 @@ _SINGLE_PRODUCT = re.compile(r"-MIG-(?P<profile>\d+g\.\d+gb(?:\+me)?)$", re.IGNO
 
 
 def nodes_from_kubernetes(node_objects: list[Mapping[str, Any]]) -> ClusterInventory:
-    """Inventory of the GPU nodes among `node_objects` (nodes without NVIDIA GPUs are left out)."""
+    """Inventory of the GPU nodes among `node_objects` (nodes without NVIDIA GPUs are left out, and
+    cordoned nodes: kube-scheduler places nothing new there, so they offer no capacity)."""
     nodes = []
     for node in node_objects:
+        if (node.get("spec") or {}).get("unschedulable"):
+            continue
         inventory = _node(node)
         if inventory is not None:
             nodes.append(inventory)

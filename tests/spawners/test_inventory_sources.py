@@ -227,3 +227,14 @@ def test_kubernetes_impossible_counts_are_refused(kubernetes_nodes):
     node["metadata"]["labels"]["nvidia.com/mig-7g.80gb.count"] = "1"
     with pytest.raises(InvalidInventory, match="do not fit on 8 H100-80GB GPU"):
         nodes_from_kubernetes([node])
+
+
+def test_a_cordoned_node_offers_nothing(kubernetes_nodes):
+    cordoned = [dict(n, spec={**(n.get("spec") or {}), "unschedulable": True}) if n["metadata"]["name"] == "gpu-h100-a"
+                else n for n in kubernetes_nodes]
+    assert [n.name for n in nodes_from_kubernetes(cordoned).nodes] == [
+        "gpu-a100-single", "gpu-h100-mps", "gpu-a30-ts", "gpu-nvl-mixed"]
+    from astrago.spawners.inventory.kube_watch import gpu_signature
+
+    node = next(n for n in kubernetes_nodes if n["metadata"]["name"] == "gpu-h100-a")
+    assert gpu_signature(node) != gpu_signature(dict(node, spec={"unschedulable": True}))  # the offer changes
