@@ -12,7 +12,7 @@ import requests
 
 from astrago.hub.auth.tokens import KeySet, TokenError, TokenVerifier
 from astrago.hub.cli import main as astrago
-from support.keycloak import TestRealm, keycloak_available
+from support.keycloak import BareRealm, keycloak_available
 from support.platform import BrowserSession
 
 from ssokit import (
@@ -31,7 +31,7 @@ from ssokit import (
 def realm(tmp_path_factory):
     """A realm of the session's Keycloak, no hub."""
     require(keycloak_available(), "Keycloak (make test builds it)")
-    r = TestRealm(tmp_path_factory.mktemp("sso-realm"))
+    r = BareRealm(tmp_path_factory.mktemp("sso-realm"))
     yield r
     r.remove()
 

@@ -18,7 +18,7 @@ from astrago.hub.realm.admin import (
     realm_representation,
 )
 from support.fixtures import require
-from support.keycloak import TestRealm, keycloak_available
+from support.keycloak import BareRealm, keycloak_available
 from support.platform import BrowserSession
 
 ASTRAGO = str(Path(sys.prefix) / "bin" / "astrago")
@@ -36,7 +36,7 @@ def run(*args, stdin=None):
 @pytest.fixture(scope="module")
 def realm(tmp_path_factory):
     require(keycloak_available(), "Keycloak (make test builds it)")
-    r = TestRealm(tmp_path_factory.mktemp("realm"))
+    r = BareRealm(tmp_path_factory.mktemp("realm"))
     yield r
     r.remove()
 

@@ -89,7 +89,7 @@ def code_flow_tokens(browser: requests.Session, realm_url: str, client_id: str, 
     return r.json()
 
 
-class TestRealm:
+class BareRealm:
     """A realm of the session's Keycloak with no hub in front: for tests of tokens and of the
     realm commands. Its hub client's redirect URI points nowhere; logins stop at that redirect.
     Its data_dir holds what `astrago up` records, so `astrago realm --data-dir` works on it."""
