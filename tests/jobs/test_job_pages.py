@@ -4,6 +4,7 @@ Real: hub, proxy, service, Keycloak logins, job processes; the GPU inventory is 
 (no GPU here). Screenshots land in test-artifacts/.
 """
 import re
+import time
 
 from support.fixtures import browser_login
 from jobs_support import JobUser, admin_api
@@ -39,7 +40,11 @@ def test_job_page_live_log_cancel_and_human_times(jobs_platform, chromium, artif
     page.screenshot(path=str(artifacts / "job-page-running.png"), full_page=True)
 
     # the log from an offset: only what follows it
+    deadline = time.monotonic() + 30
     text = u.api("GET", f"jobs/{job['id']}/log").text  # the runner's first line, then the ticks
+    while "tick-10\n" not in text and time.monotonic() < deadline:  # ticks come every 0.2 s
+        time.sleep(0.3)
+        text = u.api("GET", f"jobs/{job['id']}/log").text
     page.fill("#log-from input[name=offset]", str(len(text[:text.index("tick-10\n")].encode())))
     page.click("#log-from button")
     page.wait_for_function("document.getElementById('log').textContent.startsWith('tick-10\\n')", timeout=30000)
