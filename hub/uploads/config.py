@@ -71,6 +71,8 @@ class UploadsConfig(Configurable):
                               help="An upload request whose body sends nothing for this long is closed (what "
                               "arrived is kept), so a vanished client holds no connection or lock.")
 
-    drain_limit_kib = Integer(1024, config=True,
+    drain_limit_kib = Integer(64 * 1024, config=True,
                               help="A refused PATCH/POST body up to this size is read and discarded so the "
-                              "client sees the answer; a larger one is answered and the connection closed.")
+                              "client sees the answer; a larger one is answered and the connection closed "
+                              "(behind configurable-http-proxy the client then gets the proxy's 503). The "
+                              "default covers the chunks of AstraGo's own clients (8 MiB page, 64 MiB CLI).")
