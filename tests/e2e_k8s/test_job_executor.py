@@ -86,7 +86,9 @@ async def test_a_job_runs_to_completion_and_its_log_reaches_the_job(executor, co
     assert (ended.exit_code, ended.lost) == (0, False)
     complete = control_plane.rest.read("batch/v1", "Job", name, RELEASE_NAMESPACE)["status"]
     assert complete["succeeded"] == 1
-    assert "epoch 1\nepoch 2\n" in Path(launch.log_path).read_text()
+    log = Path(launch.log_path).read_text()
+    # stdout and stderr are two streams (the runner's own lines are on the other one): order per stream
+    assert "epoch 1\n" in log and "epoch 2\n" in log and log.index("epoch 1\n") < log.index("epoch 2\n"), log
 
 
 async def test_a_failing_job_reports_its_exit_code(executor):
