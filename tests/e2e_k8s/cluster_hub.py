@@ -45,6 +45,7 @@ import requests
 import yaml
 
 from controlplane.hub_rbac import ASTRAGO_RBAC, RELEASE_NAMESPACE, hub_service_account_kubeconfig
+from support.kernel import collect_reply
 from support.platform import REPO, BrowserSession, free_port, parse_form
 
 TESTS = REPO / "tests"
@@ -373,23 +374,7 @@ def run_cells(base_url: str, username: str, token: str, cells: list[str], timeou
                 "parent_header": {}, "metadata": {}, "channel": "shell",
                 "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
                             "allow_stdin": False, "stop_on_error": True}}))
-            out = {"stdout": "", "stderr": "", "status": None, "error": None}
-            idle = False
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and not (idle and out["status"]):
-                msg = json.loads(ws.recv())
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind, content = msg["header"]["msg_type"], msg["content"]
-                if kind == "stream":
-                    out[content["name"]] += content["text"]
-                elif kind == "error":
-                    out["error"] = f"{content['ename']}: {content['evalue']}"
-                elif kind == "execute_reply":
-                    out["status"] = content["status"]
-                elif kind == "status" and content.get("execution_state") == "idle":
-                    idle = True
-            results.append(out)
+            results.append(collect_reply(ws, msg_id, timeout))
     finally:
         ws.close()
         requests.delete(f"{server}/api/kernels/{kernel}", headers=headers, timeout=30)

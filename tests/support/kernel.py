@@ -27,24 +27,29 @@ def run_code(base_url: str, username: str, token: str, code: str, timeout: float
             "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
                         "allow_stdin": False, "stop_on_error": True},
         }))
-        out = {"stdout": "", "stderr": "", "status": None, "error": None}
-        deadline = time.monotonic() + timeout
-        idle = False
-        while time.monotonic() < deadline and not (idle and out["status"]):
-            msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["header"]["msg_type"]
-            content = msg["content"]
-            if kind == "stream":
-                out[content["name"]] += content["text"]
-            elif kind == "error":
-                out["error"] = f"{content['ename']}: {content['evalue']}"
-            elif kind == "execute_reply":
-                out["status"] = content["status"]
-            elif kind == "status" and content.get("execution_state") == "idle":
-                idle = True
-        return out
+        return collect_reply(ws, msg_id, timeout)
     finally:
         ws.close()
         requests.delete(f"{server}/api/kernels/{kernel_id}", headers=h, timeout=30)
+
+
+def collect_reply(ws, msg_id: str, timeout: float) -> dict:
+    """What the kernel answered to execute request `msg_id` on channel websocket `ws`, until it is idle:
+    {stdout, stderr, status, error}."""
+    out = {"stdout": "", "stderr": "", "status": None, "error": None}
+    deadline = time.monotonic() + timeout
+    idle = False
+    while time.monotonic() < deadline and not (idle and out["status"]):
+        msg = json.loads(ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind, content = msg["header"]["msg_type"], msg["content"]
+        if kind == "stream":
+            out[content["name"]] += content["text"]
+        elif kind == "error":
+            out["error"] = f"{content['ename']}: {content['evalue']}"
+        elif kind == "execute_reply":
+            out["status"] = content["status"]
+        elif kind == "status" and content.get("execution_state") == "idle":
+            idle = True
+    return out
