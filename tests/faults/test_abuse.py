@@ -17,23 +17,8 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from faultkit import (OCTET, TUS, User, admin_api, assert_ledger_consistent, assert_tus, start_platform,
-                      stop_platform)
+from faultkit import OCTET, User, admin_api, assert_ledger_consistent, assert_tus
 from support.platform import api_token
-
-
-@pytest.fixture(scope="module")
-def fp():
-    p = start_platform("astrago-abuse-")
-    yield p
-    stop_platform(p)
-
-
-@pytest.fixture(autouse=True)
-def _keep_log(request, artifacts):
-    yield
-    if "fp" in request.fixturenames:
-        (artifacts / "faults-abuse-platform.log").write_text(request.getfixturevalue("fp").log())
 
 
 def _problem(r: requests.Response) -> dict:

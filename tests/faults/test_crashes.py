@@ -20,20 +20,6 @@ from faultkit import (User, admin_api, assert_answers_now, assert_ledger_consist
 from support.platform import start_server
 
 
-@pytest.fixture(scope="module")
-def fp():
-    p = start_platform("astrago-faults-")
-    yield p
-    stop_platform(p)
-
-
-@pytest.fixture(autouse=True)
-def _keep_log(request, artifacts):
-    yield
-    if "fp" in request.fixturenames:
-        (artifacts / "faults-crashes-platform.log").write_text(request.getfixturevalue("fp").log())
-
-
 def _recovered(p, token):
     wait_answering(p)
     assert_answers_now(p, token)
