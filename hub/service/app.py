@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from copy import deepcopy
 import signal
 from pathlib import Path
 from urllib.parse import urlparse
@@ -21,8 +22,10 @@ from traitlets.config import Application
 
 from astrago import __version__
 from ..db.session import Database
-from . import areas, openapi
+from . import areas, contract, openapi
 from .base import NotFoundHandler
+from .contract import AreaContext
+from .environment import config_from_environment
 
 
 class AstraGoService(Application):
@@ -31,6 +34,12 @@ class AstraGoService(Application):
 
     version = Unicode(__version__)
 
+    config_file = Unicode(config=True, help="The service's config file (Python or JSON, traitlets): settings "
+                          "of the service (c.AstraGoService...) and of its areas (c.JobsConfig..., "
+                          "c.UploadsConfig..., c.MonitorConfig..., c.FleetArea...). `astrago up` writes one; on "
+                          "Kubernetes mount one (z2jh: hub.extraFiles) and set $ASTRAGO_SERVICE_CONFIG. "
+                          "Default: <data dir>/astrago_service_config.py, when it exists.")
+
     mode = Enum(["embedded", "cluster"], default_value="embedded", config=True,
                 help="Embedded (one machine, local spawner) or cluster (Kubernetes).")
 
@@ -38,67 +47,67 @@ class AstraGoService(Application):
 
     @default("data_dir")
     def _default_data_dir(self):
-        return os.environ.get("ASTRAGO_DATA_DIR", str(Path.cwd() / "astrago-data"))
+        return str(Path.cwd() / "astrago-data")
 
     db_url = Unicode(config=True, help="SQLAlchemy URL of the service database. "
                      "Default: sqlite in the data directory. MariaDB: mysql+pymysql://user:pw@host/db")
 
     @default("db_url")
     def _default_db_url(self):
-        return os.environ.get("ASTRAGO_DB_URL") or f"sqlite:///{Path(self.data_dir) / 'astrago.sqlite'}"
+        return f"sqlite:///{Path(self.data_dir) / 'astrago.sqlite'}"
 
-    bind_url = Unicode(config=True, help="Where to listen. Default: JupyterHub's JUPYTERHUB_SERVICE_URL.")
+    bind_url = Unicode("http://127.0.0.1:10101/", config=True,
+                       help="Where to listen. JupyterHub passes its JUPYTERHUB_SERVICE_URL.")
 
-    @default("bind_url")
-    def _default_bind_url(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101/")
+    prefix = Unicode("/services/astrago/", config=True,
+                     help="URL prefix. JupyterHub passes its JUPYTERHUB_SERVICE_PREFIX.")
 
-    prefix = Unicode(config=True, help="URL prefix. Default: JupyterHub's JUPYTERHUB_SERVICE_PREFIX.")
-
-    @default("prefix")
-    def _default_prefix(self):
-        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/astrago/")
-
-    enabled_areas = List(Unicode(), config=True, help="API areas this process serves.")
+    enabled_areas = List(Unicode(), config=True, help="API areas this process serves (see service.areas).")
 
     @default("enabled_areas")
     def _default_areas(self):
         return list(areas.AREAS)
 
-    inventory_file = Unicode(config=True, help="Static GPU inventory (YAML) for machines without NVML; "
-                             "shown as simulated. Default: $ASTRAGO_INVENTORY_FILE.")
+    inventory_file = Unicode("", config=True, help="Static GPU inventory (YAML) for machines without NVML; "
+                             "shown as simulated.")
 
-    @default("inventory_file")
-    def _default_inventory_file(self):
-        return os.environ.get("ASTRAGO_INVENTORY_FILE", "")
+    node_selector = Unicode("", config=True, help="Cluster mode: label selector of the nodes AstraGo places "
+                            "on (and watches), e.g. 'nvidia.com/gpu.present=true'. Empty: every node.")
 
     fair_share_half_life_hours = Float(7 * 24.0, config=True,
                                        help="Half-life of past usage in the fair-share queue order (hours).")
 
-    reconcile_interval = Float(config=True,
+    reconcile_interval = Float(30.0, config=True,
                                help="Seconds between reconciliations of allocations with JupyterHub's servers.")
 
-    @default("reconcile_interval")
-    def _default_reconcile_interval(self):
-        return float(os.environ.get("ASTRAGO_RECONCILE_INTERVAL", 30))
-
-    reconcile_grace = Float(config=True, help="Seconds an allocation may exist without its server "
+    reconcile_grace = Float(120.0, config=True, help="Seconds an allocation may exist without its server "
                             "(a spawn in progress) before reconciliation releases it.")
 
-    @default("reconcile_grace")
-    def _default_reconcile_grace(self):
-        return float(os.environ.get("ASTRAGO_RECONCILE_GRACE", 120))
+    cookie_secret_hex = Unicode("", config=True, help="Secret signing the service's browser cookies (e.g. from "
+                                "a Kubernetes Secret). Empty: made once and kept in cookie_secret_file.")
 
     def initialize(self, argv=None):
-        super().initialize(argv)
+        self.parse_command_line(argv)
+        command_line = deepcopy(self.config)
+        self.update_config(config_from_environment())  # lowest: env, then the file, then the command line
+        path = self.config_file or str(Path(self.data_dir) / "astrago_service_config.py")
+        if Path(path).is_file():
+            self.load_config_file(Path(path).name, path=str(Path(path).parent))
+        elif self.config_file:
+            raise SystemExit(f"astrago-service: the config file {self.config_file} does not exist.")
+        self.update_config(command_line)
         self.log.setLevel(logging.INFO)
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         self.db = Database(self.db_url)
         self.db.migrate()
         self.hub_auth = HubOAuth(cache_max_age=60)
-        self.areas = areas.load(self.enabled_areas)
-        for area in self.areas:
-            if hasattr(area, "setup"):
+        self.context = AreaContext(db=self.db, settings=self, hub_api=self.hub_api, hub_user=self.hub_user,
+                                   log=self.log)
+        self.areas = areas.load(self.enabled_areas, parent=self)
+        for area in contract.setup_order(a for a in self.areas if isinstance(a, contract.Area)):
+            area.setup(self.context)
+        for area in self.areas:  # legacy module areas (until each is an Area class)
+            if not isinstance(area, contract.Area) and hasattr(area, "setup"):
                 area.setup(self)
 
     async def hub_api(self, method: str, path: str, body=None):
@@ -121,12 +130,33 @@ class AstraGoService(Application):
         code, data = await self.hub_api("GET", f"/users/{quote(name)}")
         return data if code == 200 else None
 
+    def routes(self) -> list[contract.Route]:
+        return [r for area in self.areas if isinstance(area, contract.Area) for r in area.routes()]
+
+    def openapi(self) -> dict:
+        schemas = {}
+        for area in self.areas:
+            if isinstance(area, contract.Area):
+                schemas.update(area.schemas())
+        return openapi.openapi_document(self.version, self.prefix, self.routes(), schemas)
+
+    def admin_sections(self) -> list[contract.AdminSection]:
+        found = [s for area in self.areas if isinstance(area, contract.Area) for s in area.admin_sections()]
+        return sorted(found, key=lambda s: s.order)
+
+    def page_context(self) -> list:
+        return [fn for area in self.areas if isinstance(area, contract.Area) for fn in area.page_context()]
+
     def make_app(self) -> web.Application:
         prefix = self.prefix
         handlers = []
         for area in self.areas:
-            openapi.register(area.PATHS, getattr(area, "SCHEMAS", None))
-            handlers.extend(area.handlers(prefix))
+            if isinstance(area, contract.Area):
+                for route in area.routes():
+                    handlers.append((route.regex(prefix), route.handler, {"area": area, **route.kwargs}))
+            else:
+                openapi.register(area.PATHS, getattr(area, "SCHEMAS", None))
+                handlers.extend(area.handlers(prefix))
         handlers.append((prefix + "oauth_callback", HubOAuthCallbackHandler))
         return web.Application(
             handlers,
@@ -140,7 +170,7 @@ class AstraGoService(Application):
 
     cookie_secret_file = Unicode(config=True, help="Where the secret signing the service's browser cookies is "
                                  "kept (made once, mode 0600), so a restart logs nobody out. Default: "
-                                 "<data dir>/service_cookie_secret. $ASTRAGO_SERVICE_COOKIE_SECRET (e.g. from a "
+                                 "<data dir>/service_cookie_secret. cookie_secret_hex (e.g. from a "
                                  "Kubernetes Secret) wins over the file.")
 
     @default("cookie_secret_file")
@@ -149,9 +179,8 @@ class AstraGoService(Application):
 
     def cookie_secret(self) -> bytes:
         """The secret of the service's cookies: the same across restarts."""
-        from_env = os.environ.get("ASTRAGO_SERVICE_COOKIE_SECRET", "").strip()
-        if from_env:
-            return from_env.encode()
+        if self.cookie_secret_hex.strip():
+            return self.cookie_secret_hex.strip().encode()
         return read_or_create_secret(Path(self.cookie_secret_file)).encode()
 
     def _log_request(self, handler):
@@ -168,7 +197,10 @@ class AstraGoService(Application):
         url = urlparse(self.bind_url)
         server = HTTPServer(self.make_app(), xheaders=True)
         server.listen(url.port or 80, url.hostname or "127.0.0.1")
-        tasks = [asyncio.create_task(area.background(self)) for area in self.areas if hasattr(area, "background")]
+        tasks = [asyncio.create_task(work) for area in self.areas if isinstance(area, contract.Area)
+                 for work in area.background(self.context)]
+        tasks += [asyncio.create_task(area.background(self)) for area in self.areas
+                  if not isinstance(area, contract.Area) and hasattr(area, "background")]
         self.log.info("AstraGo service %s (%s mode) at %s%s", self.version, self.mode, self.bind_url.rstrip("/"), "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -177,6 +209,12 @@ class AstraGoService(Application):
         await stop.wait()
         for task in tasks:
             task.cancel()
+        for area in self.areas:
+            if isinstance(area, contract.Area):
+                try:
+                    await area.stop()
+                except Exception:  # noqa: BLE001 -- one area failing to stop must not keep the others running
+                    self.log.exception("the %s area failed to stop", area.name)
         server.stop()
         try:  # requests still open (an upload whose client vanished) end now, not with a 500 at exit
             await asyncio.wait_for(server.close_all_connections(), 5)

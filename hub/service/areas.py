@@ -1,30 +1,35 @@
-"""The API areas the service can serve, each a module with `handlers(prefix)` and
-its OpenAPI `PATHS` (and optional `SCHEMAS`).
+"""The areas the service can serve: name -> the `contract.Area` class that implements it.
 
-Areas stay separate modules so a deployment can later run them as separate
-services (DESIGN.md: the Core / Batch / Monitor split) without rewriting them.
+The service is the composition root: the only place that names every area. Areas
+themselves never import one another (see contract.py); a deployment could run some of
+them as separate services (DESIGN.md: the Core / Batch / Monitor split) without rewriting
+them. An entry "module" (no ":Class") is a legacy module area (`handlers(prefix)`, `PATHS`,
+`setup(service)`, `background(service)`), kept until it is an Area class.
 """
 from __future__ import annotations
 
 import importlib
 
-#: area name -> module path; `AstraGoService.enabled_areas` picks among them
+#: area name -> "module:AreaClass"; `AstraGoService.enabled_areas` picks among them
 AREAS = {
-    "core": "astrago.hub.service.root",
-    "audit": "astrago.hub.service.audit_api",
+    "core": "astrago.hub.service.root:CoreArea",
+    "audit": "astrago.hub.service.audit_api:AuditArea",
     "uploads": "astrago.hub.uploads.api",
     "quota": "astrago.hub.quota.api",
-    "monitor": "astrago.hub.monitor.api",  # after quota: it reads the ledger and the inventory
+    "monitor": "astrago.hub.monitor.api",
     "jobs": "astrago.hub.jobs.api",
     "fleet": "astrago.hub.fleet.api",
     "teams": "astrago.hub.teams.api",
 }
 
 
-def load(names) -> list:
-    modules = []
+def load(names, parent=None) -> list:
+    """One instance per enabled area (Area classes get the service as their traitlets parent)."""
+    loaded = []
     for name in names:
         if name not in AREAS:
             raise ValueError(f"unknown API area {name!r}; known: {', '.join(sorted(AREAS))}")
-        modules.append(importlib.import_module(AREAS[name]))
-    return modules
+        module_path, _, class_name = AREAS[name].partition(":")
+        module = importlib.import_module(module_path)
+        loaded.append(getattr(module, class_name)(parent=parent) if class_name else module)
+    return loaded

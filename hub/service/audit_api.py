@@ -4,12 +4,42 @@ from __future__ import annotations
 from .. import scopes
 from ..db import audit
 from .base import APIHandler
+from .contract import Area, Route
+from .declare import needs_scope, operation
 from .problems import Problem
+
+AUDIT_SCHEMAS = {
+    "AuditEntry": {
+        "type": "object",
+        "required": ["id", "at", "actor", "action", "outcome"],
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string"},
+            "actor": {"type": "string"},
+            "actor_kind": {"type": "string"},
+            "action": {"type": "string"},
+            "outcome": {"type": "string", "enum": ["allowed", "denied", "failed"]},
+            "target": {"type": "string"},
+            "reason": {"type": "string"},
+            "remote_ip": {"type": "string"},
+            "detail": {"type": ["object", "null"]},
+        },
+    },
+    "AuditLog": {
+        "type": "object",
+        "required": ["entries"],
+        "properties": {"entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}},
+    },
+}
 
 
 class AuditLogHandler(APIHandler):
+    @operation("listAuditLog", "Recent audit log entries (privileged actions and denials), newest first",
+               response="AuditLog", errors=(400, 401, 403),
+               query=[("limit", {"type": "integer", "minimum": 1, "maximum": 1000}), ("actor", "string"),
+                      ("outcome", {"type": "string", "enum": ["allowed", "denied", "failed"]})])
+    @needs_scope(scopes.AUDIT_READ, action="audit.read")
     async def get(self):
-        await self.require(scopes.AUDIT_READ, action="audit.read")
         try:
             limit = min(int(self.get_argument("limit", "100")), 1000)
         except ValueError:
@@ -22,26 +52,11 @@ class AuditLogHandler(APIHandler):
         self.write_json({"entries": entries})
 
 
-PATHS = {
-    "/api/audit": {
-        "get": {
-            "summary": "Recent audit log entries (privileged actions and denials), newest first",
-            "operationId": "listAuditLog",
-            "parameters": [
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
-                {"name": "actor", "in": "query", "schema": {"type": "string"}},
-                {"name": "outcome", "in": "query", "schema": {"type": "string", "enum": ["allowed", "denied", "failed"]}},
-            ],
-            "responses": {
-                "200": {"description": "Entries"},
-                "400": {"$ref": "#/components/responses/Problem"},
-                "401": {"$ref": "#/components/responses/Problem"},
-                "403": {"$ref": "#/components/responses/Problem"},
-            },
-        }
-    }
-}
+class AuditArea(Area):
+    name = "audit"
 
+    def routes(self) -> list[Route]:
+        return [Route("api/audit", AuditLogHandler)]
 
-def handlers(prefix: str) -> list:
-    return [(prefix + "api/audit", AuditLogHandler)]
+    def schemas(self) -> dict:
+        return AUDIT_SCHEMAS

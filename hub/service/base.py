@@ -21,7 +21,12 @@ ACCESS_SCOPE = f"access:services!service={astrago_scopes.SERVICE_NAME}"
 
 
 class APIHandler(HubOAuthenticated, web.RequestHandler):
-    """JSON API handler. Subclasses call `self.require(scope, user=...)`."""
+    """JSON API handler. Operations declare their scope with `@needs_scope` (service.declare)
+    and call `self.require(scope, user=owner)` where the thing acted on is one user's."""
+
+    def initialize(self, area=None):
+        #: the Area instance whose route this is (contract.Route kwargs)
+        self.area = area
 
     # we do our own checks (401 vs 403, audit) instead of HubAuthenticated's
     hub_scopes = None
@@ -94,6 +99,17 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             raise Problem("forbidden", f"You are not allowed to do this: it needs the scope {needed}. "
                           "Ask an AstraGo administrator if you should have it.")
         return self.hub_user
+
+    def holds_in_some_form(self, scope: str) -> bool:
+        """The caller holds `scope` unfiltered or filtered (`scope!user=...`, `scope!group=...`)."""
+        return any(s == scope or s.startswith(scope + "!") for s in self.caller_scopes())
+
+    async def require_any(self, scope: str | None = None, *, action: str | None = None) -> dict:
+        """The check of `@needs_scope`: an authenticated caller allowed to use the service who
+        holds `scope` in some form. Whose thing it is comes after (`require(scope, user=...)`)."""
+        if scope is None or not self.hub_user or self.holds_in_some_form(scope):
+            return await self.require(None, action=action)
+        return await self.require(scope, action=action)
 
     async def audit(self, action: str, outcome: str, *, target: str = "", reason: str = "", detail: dict | None = None):
         await self.db.run(

@@ -39,7 +39,10 @@ PAGE_CONTEXT = []
 
 
 def admin_sections_of(handler) -> list[tuple[str, str]]:
-    return [(path, title) for path, title, scope in ADMIN_SECTIONS if handler.has_scope(scope)]
+    """The admin panel's sections this caller may see: those areas declare
+    (`Area.admin_sections`), then the legacy list of areas not yet on the contract."""
+    declared = [(s.path, s.title, s.scope) for s in handler.service.admin_sections()]
+    return [(path, title) for path, title, scope in declared + ADMIN_SECTIONS if handler.has_scope(scope)]
 
 
 def nav_html(handler) -> str:
@@ -75,7 +78,7 @@ class PageHandler(APIHandler):
 
     async def shared_context(self) -> dict:
         extra = {}
-        for provide in PAGE_CONTEXT:
+        for provide in list(self.service.page_context()) + PAGE_CONTEXT:
             try:
                 extra.update(await provide(self))
             except Exception:  # a failing area must not take every page down

@@ -1,25 +1,26 @@
-"""The service's root: what it is, who is asking, and its API description."""
+"""The service's core area: what it is, who is asking, and its API description."""
 from __future__ import annotations
 
 from .. import scopes
 from .base import APIHandler
-from .openapi import ROOT_PATHS as PATHS, openapi_document
+from .contract import Area, Route
+from .declare import LOGGED_IN, PUBLIC, needs_scope, operation
 
 
 class RootHandler(APIHandler):
-    """`GET api/`: version, mode and enabled areas. Needs a logged-in caller."""
-
+    @operation("getServiceInfo", "Service version, mode and enabled areas", response="ServiceInfo")
+    @needs_scope(LOGGED_IN)
     async def get(self):
-        await self.require()
         svc = self.service
-        self.write_json({"name": "astrago", "version": svc.version, "mode": svc.mode, "areas": sorted(svc.enabled_areas)})
+        self.write_json({"name": "astrago", "version": svc.version, "mode": svc.mode,
+                         "areas": sorted(svc.enabled_areas)})
 
 
 class WhoAmIHandler(APIHandler):
-    """`GET api/whoami`: the caller as JupyterHub knows them, with their AstraGo powers."""
-
+    @operation("whoAmI", "The caller as JupyterHub knows them, with their AstraGo scopes", response="WhoAmI")
+    @needs_scope(LOGGED_IN)
     async def get(self):
-        user = await self.require()
+        user = self.hub_user
         own = self.caller_scopes()
         self.write_json({
             "name": user["name"],
@@ -32,15 +33,17 @@ class WhoAmIHandler(APIHandler):
 
 
 class OpenAPIHandler(APIHandler):
-    """`GET api/openapi.json`: the contract. Public, as API descriptions usually are."""
+    """Public, as API descriptions usually are."""
 
+    @operation("getOpenAPI", "This document", response={"type": "object", "required": ["openapi", "paths"]},
+               errors=())
+    @needs_scope(PUBLIC)
     async def get(self):
-        self.write_json(openapi_document(self.service.version, self.service.prefix))
+        self.write_json(self.service.openapi())
 
 
-def handlers(prefix: str) -> list:
-    return [
-        (prefix + "api/?", RootHandler),
-        (prefix + "api/whoami", WhoAmIHandler),
-        (prefix + "api/openapi.json", OpenAPIHandler),
-    ]
+class CoreArea(Area):
+    name = "core"
+
+    def routes(self) -> list[Route]:
+        return [Route("api", RootHandler, trailing_slash=True), Route("api/whoami", WhoAmIHandler), Route("api/openapi.json", OpenAPIHandler)]
