@@ -12,6 +12,7 @@ from jupyterhub.utils import new_token
 from oauthenticator.oauth2 import OAuthCallbackHandler, OAuthLoginHandler, OAuthLogoutHandler
 from tornado import web
 
+from .auth_state import without_credentials
 from .tokens import TokenError
 
 REFUSED_TEMPLATE = "astrago-refused.html"
@@ -68,7 +69,6 @@ class KeycloakLogoutHandler(OAuthLogoutHandler):
         user = self.current_user
         if user is None:
             return
-        from .keycloak import without_credentials
 
         auth_state = await user.get_auth_state() or {}
         if self.authenticator.end_keycloak_session:
@@ -136,7 +136,6 @@ class BackchannelLogoutHandler(BaseHandler):
         return self._answer(200)
 
     async def _end_sessions(self, user, claims: dict) -> bool:
-        from .keycloak import without_credentials
 
         auth_state = await user.get_auth_state() or {}
         known_sub = auth_state.get("sub")

@@ -45,9 +45,6 @@ from .tokens import KeySet, TokenError, TokenVerifier
 _TOKEN_CLAIMS = {"iss", "aud", "exp", "iat", "nbf", "jti", "azp", "typ", "nonce", "at_hash", "c_hash",
                  "auth_time", "session_state", "sid", "scope", "acr", "amr", "client_id", "allowed-origins"}
 
-#: auth_state keys that are credentials (dropped when the hub session ends)
-_CREDENTIALS = ("access_token", "refresh_token", "id_token", "token_response")
-
 _INDEX_LIMIT = 100_000
 #: facts about the tokens that token_to_user hands to build_auth_state_dict (not claims of the person)
 _TOKEN_FACTS = "astrago_token_facts"
@@ -56,11 +53,6 @@ _TOKEN_FACTS = "astrago_token_facts"
 def _rebase(url: str, old_base: str, new_base: str) -> str:
     old_base, new_base = old_base.rstrip("/"), new_base.rstrip("/")
     return new_base + url[len(old_base):] if url.startswith(old_base) else url
-
-
-def without_credentials(auth_state: dict | None) -> dict:
-    """auth_state with the tokens removed (the claims and the session id stay, for logs)."""
-    return {k: v for k, v in (auth_state or {}).items() if k not in _CREDENTIALS}
 
 
 class KeycloakAuthenticator(GenericOAuthenticator):

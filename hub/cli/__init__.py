@@ -5,6 +5,9 @@ import argparse
 import sys
 
 from . import job, login, realm_commands, up, upload
+from .errors import CLIError
+
+__all__ = ["CLIError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +36,3 @@ def main(argv=None) -> int:
     except CLIError as exc:
         print(f"astrago: {exc}", file=sys.stderr)
         return 1
-
-
-class CLIError(Exception):
-    """A user mistake or a state the user can fix: printed as one sentence, no traceback."""

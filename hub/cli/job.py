@@ -68,7 +68,7 @@ def _client():
 def _guard(fn):
     def wrapped(args):
         from ..client import AstraGoError
-        from . import CLIError
+        from .errors import CLIError
 
         try:
             return fn(args)

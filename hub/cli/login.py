@@ -36,7 +36,7 @@ def service_url(url: str) -> str:
 
 def run(args) -> int:
     from ..client import CONFIG_FILE, AstraGoError, ServiceClient
-    from . import CLIError
+    from .errors import CLIError
 
     url = service_url(args.url)
     token = args.token or os.environ.get("JUPYTERHUB_API_TOKEN")

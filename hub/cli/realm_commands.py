@@ -62,7 +62,7 @@ def add_parser(sub):
 
 def _admin(args):
     """The running platform's realm, from what `astrago up` recorded in the data directory."""
-    from . import CLIError
+    from .errors import CLIError
     from ..realm.admin import RealmAdmin, RealmError
 
     endpoint = Path(args.data_dir) / "keycloak" / "endpoint.json"
@@ -76,7 +76,7 @@ def _admin(args):
 
 
 def _call(args, fn_name: str, *fn_args, done: str = "", **kwargs):
-    from . import CLIError
+    from .errors import CLIError
     from ..realm.admin import RealmError
 
     try:

@@ -62,7 +62,7 @@ def add_parser(sub):
 
 def check_prerequisites(settings: EmbeddedSettings) -> None:
     """Everything `astrago up` needs, checked before anything starts; each miss is one sentence."""
-    from . import CLIError
+    from .errors import CLIError
 
     chp = Path(settings.node_modules) / ".bin" / "configurable-http-proxy"
     if not chp.exists():
@@ -125,7 +125,7 @@ def record_realm_endpoint(settings: EmbeddedSettings) -> None:
 
 
 def run(args) -> int:
-    from . import CLIError
+    from .errors import CLIError
     from ..realm.admin import RealmAdmin, RealmError
     from ..realm.server import KeycloakStartError
 

@@ -19,7 +19,7 @@ def add_parser(sub):
 def run(args) -> int:
     from ..client import AstraGoError, ServiceClient
     from ..client.uploads import ProgressBar
-    from . import CLIError
+    from .errors import CLIError
 
     try:
         client = ServiceClient()

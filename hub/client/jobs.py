@@ -10,14 +10,14 @@ from typing import Iterator
 
 import requests
 
-from . import AstraGoError, ServiceClient, problem_of
+from .session import AstraGoError, ServiceSession, problem_of
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 
 
 class JobsClient:
-    def __init__(self, client: ServiceClient | None = None):
-        self.client = client or ServiceClient()
+    def __init__(self, client: ServiceSession | None = None):
+        self.client = client or ServiceSession()
 
     def submit(self, *, client_key: str | None = None, attempts: int = 5, **spec) -> dict:
         """POST api/jobs with the spec's fields (kind, input, code, command, parameters, slice, cpu,

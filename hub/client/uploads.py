@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from . import AstraGoError, ServiceClient, problem_of
+from .session import AstraGoError, ServiceSession, problem_of
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = "application/offset+octet-stream"
@@ -93,7 +93,7 @@ def _metadata(meta: dict) -> str:
 
 
 class UploadsClient:
-    def __init__(self, client: ServiceClient):
+    def __init__(self, client: ServiceSession):
         self.client = client
 
     def upload(self, path, dir: str = "", *, overwrite: bool = False, chunk_size: int = DEFAULT_CHUNK,

@@ -23,6 +23,11 @@ def _module_of(path: Path) -> str:
     return ".".join(["astrago", "hub", *parts])
 
 
+def _is_module(name: str) -> bool:
+    rel = Path(*name.split(".")[2:])
+    return (HUB / rel).with_suffix(".py").is_file() or (HUB / rel / "__init__.py").is_file()
+
+
 def _imports(path: Path) -> set[str]:
     """Absolute names of the astrago.hub modules `path` imports (at any depth in the file)."""
     module = _module_of(path)
@@ -39,8 +44,11 @@ def _imports(path: Path) -> set[str]:
             else:
                 name = node.module or ""
             if name.startswith("astrago.hub"):
-                found.add(name)
-                found |= {f"{name}.{a.name}" for a in node.names}
+                # `from pkg import mod` imports the module mod; `from pkg import name` what pkg defines
+                submodules = {f"{name}.{a.name}" for a in node.names if _is_module(f"{name}.{a.name}")}
+                found |= submodules
+                if len(submodules) < len(node.names):
+                    found.add(name)
     return found
 
 
