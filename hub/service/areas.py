@@ -19,7 +19,7 @@ AREAS = {
     "monitor": "astrago.hub.monitor.api",
     "jobs": "astrago.hub.jobs.api",
     "fleet": "astrago.hub.fleet.api",
-    "teams": "astrago.hub.teams.api",
+    "teams": "astrago.hub.teams.area:TeamsArea",
 }
 
 

@@ -16,69 +16,26 @@ from __future__ import annotations
 
 from .. import scopes
 from ..service.base import APIHandler
-from ..service.openapi import operation as _op
+from ..service.declare import LOGGED_IN, needs_scope, operation
 from ..service.problems import Problem
 from . import names
-from .area import DatasetCatalog, TeamsArea, TeamsRefused, dataset_dict
-from .page import TeamsPage
+from .datasets import Datasets, dataset_dict
+from .spaces import TeamSpaces, TeamsRefused
 
-TEAM = r"(?P<team>[a-z][a-z0-9-]{0,17})"
-DATASET = r"(?P<name>[a-z0-9][a-z0-9._-]{0,62})/(?P<version>[0-9]+)"
-
-PATHS = {
-    "/api/teams": {"get": _op("listTeams", "The caller's teams (admins: every team)")},
-    "/api/teams/sync": {"post": _op("syncTeams", "Reconcile team membership onto POSIX groups and ~/teams links "
-                                    "now: every team (admins) or one user's teams (the spawner, before a server "
-                                    "starts)", errors=(400, 401, 403), body="#/components/schemas/TeamSync")},
-    "/api/teams/{team}": {
-        "get": _op("getTeam", "A team: members, admins, folder, storage used (members and admins)",
-                   errors=(401, 403, 404), params=[("team", "path")]),
-        "put": _op("markTeam", "Mark a JupyterHub group as a team, with its team admins (custom:astrago:admin)",
-                   errors=(400, 401, 403, 404), params=[("team", "path")], body="#/components/schemas/TeamMark"),
-        "delete": _op("unmarkTeam", "The group is no longer a team; its folder is kept (custom:astrago:admin)",
-                      ok="204", errors=(401, 403, 404), params=[("team", "path")]),
-    },
-    "/api/datasets": {
-        "get": _op("listDatasets", "Datasets the caller can read: their own and their teams'"),
-        "post": _op("createDataset", "A new immutable, read-only version of a folder in a team space or the "
-                    "caller's home", ok="201", errors=(400, 401, 403, 404, 409),
-                    body="#/components/schemas/DatasetCreate"),
-    },
-    "/api/datasets/{name}/{version}": {
-        "get": _op("getDataset", "One dataset version", errors=(401, 403, 404, 409),
-                   params=[("name", "path"), ("version", "path"), ("team", "query")]),
-        "delete": _op("deleteDataset", "Delete a dataset version (team admins, its creator for a personal one, "
-                      "admins); 409 while a job that has not ended uses it", ok="204", errors=(401, 403, 404, 409),
-                      params=[("name", "path"), ("version", "path"), ("team", "query")]),
-    },
-}
-
-SCHEMAS = {
-    "TeamMark": {"type": "object", "properties": {"admins": {"type": "array", "items": {"type": "string"}}}},
-    "TeamSync": {"type": "object", "properties": {"user": {"type": "string"}}},
-    "DatasetCreate": {
-        "type": "object", "required": ["name", "source_path"],
-        "properties": {"name": {"type": "string", "pattern": names.DATASET_NAME.pattern},
-                       "team": {"type": "string"},
-                       "source_path": {"type": "string", "description": "a folder in the team's space (absolute, "
-                                       "relative to it, or under ~/teams/<team>) or in the caller's home"}},
-    },
-}
-
-
-def setup(service) -> None:
-    area = TeamsArea.of(service)
-    service.dataset_catalog = DatasetCatalog(area)  # the jobs area resolves `datasets` of a job spec with it
-
-
-async def background(service) -> None:
-    await TeamsArea.of(service).run_sync_loop()
+TEAM = r"[a-z][a-z0-9-]{0,17}"
+DATASET_NAME = r"[a-z0-9][a-z0-9._-]{0,62}"
+DATASET_VERSION = r"[0-9]+"
+_TEAM_QUERY = [("team", "string")]
 
 
 class TeamsHandler(APIHandler):
     @property
-    def area(self) -> TeamsArea:
-        return TeamsArea.of(self.service)
+    def spaces(self) -> TeamSpaces:
+        return self.area.spaces
+
+    @property
+    def datasets(self) -> Datasets:
+        return self.area.datasets
 
     @property
     def is_admin(self) -> bool:
@@ -94,11 +51,11 @@ class TeamsHandler(APIHandler):
         raise Problem(exc.kind, exc.detail, extra=exc.extra) from None
 
     async def my_teams(self) -> list[str]:
-        return [t.name for t in await self.area.teams_of(self.caller_name)]
+        return [t.name for t in await self.spaces.teams_of(self.caller_name)]
 
     async def visible_team(self, name: str, action: str):
         """The team, when the caller is a member, one of its admins or an admin; else 404/403 (audited)."""
-        team = await self.area.team(name)
+        team = await self.spaces.team(name)
         if team is None:
             await self.refuse("not-found", f"There is no team {name}.", action, name)
         if not self.is_admin and name not in await self.my_teams() and self.caller_name not in team.admins:
@@ -110,27 +67,36 @@ class TeamsHandler(APIHandler):
 
 
 class TeamListHandler(TeamsHandler):
+    @operation("listTeams", "The caller's teams (admins: every team)", response="TeamList")
+    @needs_scope(scopes.READ, action="teams.list")
     async def get(self):
         await self.require(scopes.READ, user=self.caller_name, action="teams.list")
-        teams = await self.area.teams()
+        teams = await self.spaces.teams()
         mine = set(await self.my_teams())
         shown = [t for t in teams if self.is_admin or t.name in mine or self.caller_name in t.admins]
         self.write_json({"teams": [{"name": t.name, "admins": t.admins, "member": t.name in mine,
-                                    "folder": self.area.folder(t.name), "link": f"~/teams/{t.name}",
+                                    "folder": self.spaces.folder(t.name), "link": f"~/teams/{t.name}",
                                     "posix_group": names.posix_group(t.name)} for t in shown]})
 
 
 class TeamHandler(TeamsHandler):
+    @operation("getTeam", "A team: members, admins, folder, storage used (members and admins)", response="Team",
+               errors=(401, 403, 404))
+    @needs_scope(scopes.READ, action="teams.read")
     async def get(self, team):
         await self.require(scopes.READ, user=self.caller_name, action="teams.read")
         row = await self.visible_team(team, "teams.read")
-        members = await self.area.hub_members(team) or []
+        members = await self.spaces.hub_members(team) or []
         self.write_json({"name": row.name, "admins": row.admins, "members": members,
-                         "folder": self.area.folder(team), "link": f"~/teams/{team}",
-                         "posix_group": names.posix_group(team), "storage": await self.area.storage(team),
+                         "folder": self.spaces.folder(team), "link": f"~/teams/{team}",
+                         "posix_group": names.posix_group(team), "storage": await self.spaces.storage(team),
                          "synced_at": row.synced_at.isoformat() + "Z" if row.synced_at else None,
                          "can_manage": self.may_manage(row)})
 
+    @operation("markTeam", "Mark a JupyterHub group as a team, with its team admins (custom:astrago:admin)",
+               body="TeamMark", response="TeamMarked", errors=(400, 401, 403, 404),
+               other={201: {"description": "The group became a team", "schema": "TeamMarked"}})
+    @needs_scope(scopes.ADMIN, action="teams.mark")
     async def put(self, team):
         await self.require(scopes.ADMIN, action="teams.mark")
         body = self.json_body()
@@ -138,16 +104,19 @@ class TeamHandler(TeamsHandler):
         if not isinstance(admins, list) or not all(isinstance(a, str) for a in admins):
             await self.refuse("invalid-request", "admins must be a list of user names.", "teams.mark", team)
         try:
-            row, created = await self.area.mark(team, admins, self.caller_name)
+            row, created = await self.spaces.mark(team, admins, self.caller_name)
         except TeamsRefused as exc:
             await self.refused(exc, "teams.mark", team)
         await self.audit("teams.mark", "allowed", target=team, detail={"admins": row.admins, "created": created})
-        self.write_json({"name": row.name, "admins": row.admins, "folder": self.area.folder(team),
+        self.write_json({"name": row.name, "admins": row.admins, "folder": self.spaces.folder(team),
                          "posix_group": names.posix_group(team)}, status=201 if created else 200)
 
+    @operation("unmarkTeam", "The group is no longer a team; its folder is kept (custom:astrago:admin)", ok=204,
+               errors=(401, 403, 404))
+    @needs_scope(scopes.ADMIN, action="teams.unmark")
     async def delete(self, team):
         await self.require(scopes.ADMIN, action="teams.unmark")
-        if not await self.area.unmark(team):
+        if not await self.spaces.unmark(team):
             await self.refuse("not-found", f"There is no team {team}.", "teams.unmark", team)
         await self.audit("teams.unmark", "allowed", target=team)
         self.set_status(204)
@@ -155,6 +124,12 @@ class TeamHandler(TeamsHandler):
 
 
 class TeamSyncHandler(TeamsHandler):
+    @operation("syncTeams", "Reconcile team membership onto POSIX groups and ~/teams links now: every team "
+               "(admins) or one user's teams (the spawner, before a server starts)", body="TeamSync",
+               body_required=False, response="TeamSyncResult", errors=(400, 401, 403),
+               description="Every team needs custom:astrago:admin; one user's teams (`{\"user\": name}`) need "
+                           "custom:astrago:admissions (the spawner's) or custom:astrago:admin.")
+    @needs_scope(LOGGED_IN, action="teams.sync")
     async def post(self):
         body = self.json_body()
         user = body.get("user")
@@ -162,21 +137,28 @@ class TeamSyncHandler(TeamsHandler):
             if not isinstance(user, str):
                 await self.refuse("invalid-request", "user must be a user name.", "teams.sync")
             await self.require(None if self.is_admin else scopes.ADMISSIONS, action="teams.sync")
-            reports = await self.area.sync_user(user)
+            reports = await self.spaces.sync_user(user)
         else:
             await self.require(scopes.ADMIN, action="teams.sync")
-            reports = await self.area.sync_all()
+            reports = await self.spaces.sync_all()
         await self.audit("teams.sync", "allowed", target=user or "", detail={"teams": [r.get("team") for r in reports]})
         self.write_json({"teams": reports})
 
 
 class DatasetListHandler(TeamsHandler):
+    @operation("listDatasets", "Datasets the caller can read: their own and their teams' (admins with ?all=1: "
+               "every dataset)", response="DatasetList", query=[("all", "string")])
+    @needs_scope(scopes.READ, action="datasets.list")
     async def get(self):
         await self.require(scopes.READ, user=self.caller_name, action="datasets.list")
         everything = self.is_admin and self.get_argument("all", "") in ("1", "true")
-        self.write_json({"datasets": await self.area.datasets_visible_to(self.caller_name, await self.my_teams(),
+        self.write_json({"datasets": await self.datasets.visible_to(self.caller_name, await self.my_teams(),
                                                                          everything=everything)})
 
+    @operation("createDataset", "A new immutable, read-only version of a folder in a team space or the "
+               "caller's home", ok=201, body="DatasetCreate", response="DatasetCreated",
+               errors=(400, 401, 403, 404, 409, 500), headers=[("Location", "the new version")])
+    @needs_scope(scopes.UPLOADS, action="datasets.create")
     async def post(self):
         await self.require(scopes.UPLOADS, user=self.caller_name, action="datasets.create")
         body = self.json_body()
@@ -186,12 +168,12 @@ class DatasetListHandler(TeamsHandler):
                               "name, team and source_path.", "datasets.create")
         team = body.get("team") or None
         if team is not None:
-            if not isinstance(team, str) or await self.area.team(team) is None:
+            if not isinstance(team, str) or await self.spaces.team(team) is None:
                 await self.refuse("not-found", f"There is no team {team}.", "datasets.create", str(team))
             if team not in await self.my_teams() and not self.is_admin:
                 await self.refuse("forbidden", f"You are not a member of the team {team}.", "datasets.create", team)
         try:
-            made = await self.area.create_dataset(user=self.caller_name, team=team, name=body.get("name"),
+            made = await self.datasets.create(user=self.caller_name, team=team, name=body.get("name"),
                                                   source_path=body.get("source_path"))
         except TeamsRefused as exc:
             await self.refused(exc, "datasets.create", team or self.caller_name)
@@ -206,27 +188,34 @@ class DatasetHandler(TeamsHandler):
     async def lookup(self, name: str, version: str, action: str):
         team = self.get_argument("team", None) or None
         try:
-            found = await self.area.find(name, int(version), team, self.caller_name, await self.my_teams(),
+            found = await self.datasets.find(name, int(version), team, self.caller_name, await self.my_teams(),
                                          everything=self.is_admin)
         except TeamsRefused as exc:
             await self.refused(exc, action, f"{name}:{version}")
         if found is None:
-            if team and not self.is_admin and team not in await self.my_teams() and await self.area.team(team):
+            if team and not self.is_admin and team not in await self.my_teams() and await self.spaces.team(team):
                 await self.refuse("forbidden", f"You are not a member of the team {team}.", action, team)
             await self.refuse("not-found", f"There is no dataset {name}:{version} you can read.", action,
                               f"{name}:{version}")
         return found
 
+    @operation("getDataset", "One dataset version", response="Dataset", query=_TEAM_QUERY,
+               errors=(401, 403, 404, 409))
+    @needs_scope(scopes.READ, action="datasets.read")
     async def get(self, name, version):
         await self.require(scopes.READ, user=self.caller_name, action="datasets.read")
         self.write_json(dataset_dict(await self.lookup(name, version, "datasets.read")))
 
+    @operation("deleteDataset", "Delete a dataset version (team admins, its creator for a personal one, "
+               "admins); 409 while a job that has not ended uses it", ok=204, query=_TEAM_QUERY,
+               errors=(401, 403, 404, 409, 500))
+    @needs_scope(scopes.UPLOADS, action="datasets.delete")
     async def delete(self, name, version):
         await self.require(scopes.UPLOADS, user=self.caller_name, action="datasets.delete")
         found = await self.lookup(name, version, "datasets.delete")
         ref = str(names.DatasetRef(found.name, found.version, found.team))
         if found.team:
-            team = await self.area.team(found.team)
+            team = await self.spaces.team(found.team)
             allowed = team is not None and self.may_manage(team)
         else:
             allowed = self.is_admin or found.owner == self.caller_name
@@ -234,21 +223,9 @@ class DatasetHandler(TeamsHandler):
             await self.refuse("forbidden", f"Only the team's admins (or AstraGo admins) delete {ref}.",
                               "datasets.delete", ref)
         try:
-            await self.area.delete_dataset(found, self.caller_name)
+            await self.datasets.delete(found, self.caller_name)
         except TeamsRefused as exc:
             await self.refused(exc, "datasets.delete", ref)
         await self.audit("datasets.delete", "allowed", target=ref, detail={"path": found.path})
         self.set_status(204)
         self.finish()
-
-
-def handlers(prefix: str) -> list:
-    api = prefix + "api/"
-    return [
-        (api + "teams", TeamListHandler),
-        (api + "teams/sync", TeamSyncHandler),
-        (api + "teams/" + TEAM, TeamHandler),
-        (api + "datasets", DatasetListHandler),
-        (api + "datasets/" + DATASET, DatasetHandler),
-        (prefix + "teams", TeamsPage),
-    ]

@@ -1,7 +1,6 @@
-"""Settings of the teams area (traitlets, configured on the service)."""
+"""Settings of the teams area (traitlets: `c.TeamsConfig...` in the service's config file)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from traitlets import Float, Unicode, default
@@ -9,25 +8,25 @@ from traitlets.config import Configurable
 
 
 class TeamsConfig(Configurable):
+    """Its parent is the teams area, whose parent is the service (the data directory)."""
+
     root = Unicode(config=True, help="Where the team spaces live: one folder per team (root-owned, group "
                    "astrago-team-<team>, mode 2770) and `.datasets/` with the dataset versions. Every parent of "
-                   "it must be traversable by users' accounts. Default: $ASTRAGO_TEAMS_ROOT, else "
+                   "it must be traversable by users' accounts. $ASTRAGO_TEAMS_ROOT sets it. Default: "
                    "<data dir>/teams.")
 
     @default("root")
     def _default_root(self):
-        env = os.environ.get("ASTRAGO_TEAMS_ROOT")
-        if env:
-            return env
-        data = getattr(self.parent, "data_dir", None) or os.environ.get("ASTRAGO_DATA_DIR", "astrago-data")
-        return str(Path(data) / "teams")
+        return str(Path(self._service_data_dir()) / "teams")
 
-    sync_interval = Float(config=True, help="Seconds between reconciliations of team membership (hub groups -> "
-                          "POSIX groups and ~/teams links). Default: $ASTRAGO_TEAMS_SYNC_INTERVAL, else 60.")
+    def _service_data_dir(self) -> str:
+        node = self.parent
+        while node is not None and not getattr(node, "data_dir", None):
+            node = getattr(node, "parent", None)
+        return node.data_dir if node is not None else "astrago-data"
 
-    @default("sync_interval")
-    def _default_sync_interval(self):
-        return float(os.environ.get("ASTRAGO_TEAMS_SYNC_INTERVAL", 60))
+    sync_interval = Float(60.0, config=True, help="Seconds between reconciliations of team membership (hub "
+                          "groups -> POSIX groups and ~/teams links). $ASTRAGO_TEAMS_SYNC_INTERVAL sets it.")
 
     system_user_prefix = Unicode("astrago-", config=True,
                                  help="Prefix of users' system accounts (as the local spawner makes them).")

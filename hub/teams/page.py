@@ -8,6 +8,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 from .. import scopes
 from ..service import display
 from ..service.pages import PageHandler
+from . import names
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = Environment(loader=ChoiceLoader([FileSystemLoader(str(HERE / "templates")),
@@ -21,22 +22,19 @@ class TeamsPage(PageHandler):
         if getattr(self, "_finished_early", False) or not await self.page_requires(scopes.READ,
                                                                                    user=self.caller_name):
             return
-        from . import names
-        from .area import TeamsArea
-
-        area = TeamsArea.of(self.service)
+        spaces, datasets = self.area.spaces, self.area.datasets
         admin = self.has_scope(scopes.ADMIN)
-        mine = {t.name for t in await area.teams_of(self.caller_name)}
-        shown = [t for t in await area.teams() if admin or t.name in mine or self.caller_name in t.admins]
-        datasets = await area.datasets_visible_to(self.caller_name, [t.name for t in shown])
+        mine = {t.name for t in await spaces.teams_of(self.caller_name)}
+        shown = [t for t in await spaces.teams() if admin or t.name in mine or self.caller_name in t.admins]
+        visible = await datasets.visible_to(self.caller_name, [t.name for t in shown])
         teams = []
         for t in shown:
-            teams.append({"name": t.name, "admins": t.admins, "members": await area.hub_members(t.name) or [],
-                          "member": t.name in mine, "folder": area.folder(t.name),
-                          "posix_group": names.posix_group(t.name), "storage": await area.storage(t.name),
-                          "datasets": [d for d in datasets if d["team"] == t.name],
+            teams.append({"name": t.name, "admins": t.admins, "members": await spaces.hub_members(t.name) or [],
+                          "member": t.name in mine, "folder": spaces.folder(t.name),
+                          "posix_group": names.posix_group(t.name), "storage": await spaces.storage(t.name),
+                          "datasets": [d for d in visible if d["team"] == t.name],
                           "can_manage": admin or self.caller_name in t.admins})
-        personal = [d for d in datasets if not d["team"]]
+        personal = [d for d in visible if not d["team"]]
         prefix = self.service.prefix
         html = TEMPLATES.get_template("teams.html").render(
             prefix=prefix, api=prefix + "api/", user=self.hub_user, xsrf=self.xsrf_value,
