@@ -6,6 +6,7 @@ service's sentence.
 from __future__ import annotations
 
 import json
+import math
 from typing import Iterator
 
 import requests
@@ -179,10 +180,33 @@ def table(jobs: list[dict], *, owner: bool = False) -> str:
     return "\n".join(fmt.format(*r).rstrip() for r in [cols, *rows])
 
 
+def _plain_json(value, depth: int = 0) -> bool:
+    """A value a job parameter may hold: JSON without NaN/Infinity, nested at most 10 deep."""
+    if depth > 10:
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_plain_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_plain_json(v, depth + 1) for v in value.values())
+    return True
+
+
+def parse_cli_value(text: str):
+    """A parameter value typed by a person (`-p lr 0.1`): JSON when it parses (numbers, true,
+    null, lists), Python's True/False/None, else the text itself."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if _plain_json(value) else text
+
+
 def parse_params(pairs) -> dict:
     """['lr=0.1', 'epochs=3'] or [('lr', '0.1')] -> {'lr': 0.1, 'epochs': 3} (values as JSON when they parse)."""
-    from astrago.hub.jobs.spec import parse_cli_value
-
     out = {}
     for pair in pairs or []:
         if isinstance(pair, (list, tuple)):

@@ -17,7 +17,7 @@ from ..quota.desk import AdmissionError
 from ..service.base import APIHandler
 from ..service.problems import Problem
 from . import logs, states, store
-from .config import JobsConfig
+from .area import JobsArea
 from .cron import check_schedule, next_run
 from .model import Job, JobDefinition
 from .openapi_paths import PATHS, SCHEMAS  # noqa: F401 (the area's contract)
@@ -27,41 +27,6 @@ from .spec import SpecError, parse_job_spec
 log = logging.getLogger("astrago.jobs")
 JOB_ID = r"(?P<job_id>[^/]+)"  # any name: one that is no job answers "There is no job ..." (not "no API")
 DEF_ID = r"(?P<definition_id>[0-9a-f]{12})"
-
-
-class JobsArea:
-    """The area's parts inside one service: settings, executor, scheduler."""
-
-    def __init__(self, service):
-        self.service = service
-        self.config = JobsConfig(parent=service)
-        if self.config.executor == "kubernetes":
-            from .executors.kubernetes import KubernetesExecutor
-
-            self.executor = KubernetesExecutor(self.config)
-        else:
-            from .executors.local import LocalExecutor
-
-            self.executor = LocalExecutor(self.config)
-        self.scheduler = JobScheduler(service, self.config, self.executor, self.home_of)
-
-    def home_of(self, user: str) -> str:
-        if self.config.executor == "kubernetes":
-            return self.config.home_mount_path
-        from astrago.spawners.local.accounts import AccountError, system_username
-
-        try:
-            account = system_username(user, self.config.system_user_prefix)
-        except AccountError as exc:
-            raise SpecError("owner", str(exc)) from None
-        return self.config.home_template.format(system_user=account, username=user)
-
-    @classmethod
-    def of(cls, service) -> "JobsArea":
-        area = getattr(service, "jobs_area", None)
-        if area is None:
-            area = service.jobs_area = cls(service)
-        return area
 
 
 def setup(service) -> None:
@@ -77,10 +42,11 @@ def setup(service) -> None:
 
     if ("jobs", "Jobs", scopes.READ) not in pages.ADMIN_SECTIONS:
         pages.ADMIN_SECTIONS.append(("jobs", "Jobs", scopes.READ))
-    if area.config.executor == "local":  # this machine runs every job: bound what runs at once
+    capacity = area.executor.job_capacity()
+    if capacity is not None:  # this machine runs every job: bound what runs at once
         from fractions import Fraction
 
-        cores, gib = area.config.local_capacity()
+        cores, gib = capacity
         service.desk.job_capacity = (Fraction(cores).limit_denominator(1000), Fraction(gib).limit_denominator(1000))
     note = getattr(area.executor, "limits_note", "")
     service.log.info("jobs: %s executor%s", area.executor.name, f" ({note})" if note else "")
@@ -165,7 +131,7 @@ class JobCollectionHandler(JobsHandler):
                 self.write_json(again, status=200)
                 return
         try:
-            spec = parse_job_spec(body, home=self.area.home_of(me), cluster=cfg.executor == "kubernetes",
+            spec = parse_job_spec(body, home=self.area.home_of(me), cluster=self.area.executor.runs_in_containers,
                                   max_runtime_limit_s=_limit_s(cfg), default_cpu=cfg.default_cpu,
                                   default_memory_gib=cfg.default_memory_gib)
         except SpecError as exc:
@@ -317,7 +283,7 @@ class DefinitionsHandler(JobsHandler):
         cfg = self.area.config
         try:
             if "spec" in body or not partial:
-                parse_job_spec(body.get("spec"), home=self.area.home_of(me), cluster=cfg.executor == "kubernetes",
+                parse_job_spec(body.get("spec"), home=self.area.home_of(me), cluster=self.area.executor.runs_in_containers,
                                max_runtime_limit_s=_limit_s(cfg))
                 out["spec"] = body["spec"]
             if "schedule" in body or "timezone" in body or not partial:

@@ -1,4 +1,9 @@
-"""Settings of the jobs area (traitlets, `c.JobsConfig.<name>` in the service's config)."""
+"""Settings of the jobs area (traitlets, `c.JobsConfig.<name>` in the service's config).
+
+Which executor runs jobs is `c.JobsArea.executor_class` (astrago.hub.jobs.area); the settings
+of the two executors AstraGo ships are here, so the Helm chart and `astrago up` set them in one
+section. Environment variables reach these traits only through astrago.hub.service.environment.
+"""
 from __future__ import annotations
 
 import os
@@ -9,24 +14,25 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 from traitlets.config import Configurable
 
 
+def _service_setting(configurable: Configurable, name: str):
+    """`name` of the nearest traitlets parent that has it (the area's parent is the service)."""
+    owner = configurable.parent
+    while owner is not None:
+        if hasattr(owner, name):
+            return getattr(owner, name)
+        owner = getattr(owner, "parent", None)
+    return None
+
+
 class JobsConfig(Configurable):
-    """How jobs run: where, as whom, with which limits, and how often the scheduler looks."""
-
-    executor = Enum(["local", "kubernetes"], config=True,
-                    help="Where jobs run: 'local' (processes on this machine, embedded mode) or 'kubernetes' "
-                    "(batch/v1 Jobs, cluster mode). Default: by the service's mode.")
-
-    @default("executor")
-    def _default_executor(self):
-        return "kubernetes" if getattr(self.parent, "mode", "embedded") == "cluster" else "local"
+    """How jobs run: as whom, with which limits, and how often the scheduler looks."""
 
     data_dir = Unicode(config=True, help="Where job logs, exit statuses and launch specs are kept. "
                        "Default: <service data dir>/jobs.")
 
     @default("data_dir")
     def _default_data_dir(self):
-        base = getattr(self.parent, "data_dir", None) or os.environ.get("ASTRAGO_DATA_DIR") or str(Path.cwd())
-        return str(Path(base) / "jobs")
+        return str(Path(_service_setting(self, "data_dir") or Path.cwd()) / "jobs")
 
     cycle_interval = Float(2.0, config=True,
                            help="Seconds between scheduling cycles when nothing wakes the scheduler sooner "
@@ -64,14 +70,10 @@ class JobsConfig(Configurable):
                 gib = 16.0
         return float(cores), float(gib)
 
-    user_env_prefix = Unicode(config=True,
+    user_env_prefix = Unicode(sys.prefix, config=True,
                               help="Python environment that runs jobs (the users' environment, with papermill and "
-                              "ipykernel; readable by every account). Default: $ASTRAGO_USER_ENV, else the "
+                              "ipykernel; readable by every account); $ASTRAGO_USER_ENV sets it. Default: the "
                               "service's own environment.")
-
-    @default("user_env_prefix")
-    def _default_user_env(self):
-        return os.environ.get("ASTRAGO_USER_ENV") or sys.prefix
 
     system_user_prefix = Unicode("astrago-", config=True,
                                  help="Prefix of users' system accounts (as LocalGPUSpawner.system_user_prefix).")
@@ -112,6 +114,11 @@ class JobsConfig(Configurable):
                                   help="The user's storage PersistentVolumeClaim, mounted at home_mount_path "
                                   "(z2jh's default naming). Empty: no volume.")
     home_mount_path = Unicode("/home/jovyan", config=True, help="Where the user's storage is mounted in job pods.")
+    slug_scheme = Enum(["safe", "escape"], default_value="safe", config=True,
+                       help="How KubeSpawner turned user names into the names of their volumes: the hub's "
+                       "KubeSpawner.slug_scheme ('safe' since KubeSpawner 7, 'escape' before), so a job pod "
+                       "mounts the claim the user's server made. hub/cluster.py passes it as "
+                       "$ASTRAGO_SLUG_SCHEME.")
     ttl_seconds_after_finished = Integer(24 * 3600, config=True,
                                          help="Kubernetes removes a finished Job (and its pods) after this long.")
     node_selector = Dict(config=True, help="Extra node selector for job pods.")

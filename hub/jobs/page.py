@@ -162,7 +162,7 @@ class JobDetailPage(JobsPageBase):
         me = self.hub_user["name"]
         home = ""
         try:
-            from .api import JobsArea
+            from .area import JobsArea
 
             home = JobsArea.of(self.service).home_of(owner)
         except Exception:  # an owner without an account here: outputs are shown without links

@@ -221,7 +221,7 @@ class JobScheduler:
                 await self._finish(run, states.FAILED, f"it ran on the {executor_name} executor, which this service "
                                    "no longer uses", None, retry=False)
                 continue
-            if not run.process.get("pid") and hasattr(self.executor, "adopt_pid"):
+            if not run.process.get("pid"):
                 process = await asyncio.to_thread(self.executor.adopt_pid, run)
                 if process:
                     await self.db.run(store.record_process, run.id, run.attempt, process)
@@ -245,18 +245,16 @@ class JobScheduler:
             await self._finish(run, states.FAILED, f"it was to start on the {executor_name} executor, which this "
                                "service no longer uses", None, retry=False)
             return
-        if hasattr(self.executor, "adopt_pid"):
-            process = await asyncio.to_thread(self.executor.adopt_pid, run)
-            if process:
-                run = replace(run, process={k: v for k, v in process.items() if k != "claimed"})
+        process = await asyncio.to_thread(self.executor.adopt_pid, run)
+        if process:
+            run = replace(run, process={k: v for k, v in process.items() if k != "claimed"})
         ended = await self.executor.reattach(replace(run, process={k: v for k, v in run.process.items()
                                                                    if k != "claimed"}))
         if ended is not None and ended.lost:
             await self.db.run(store.unclaim, run.id, run.attempt)
             log.info("job %s attempt %d never started before the restart: it waits to start", run.id, run.attempt)
             return
-        log_path = getattr(self.executor, "log_path", None)
-        log_file = str(log_path(run)) if callable(log_path) else ""
+        log_file = str(self.executor.log_path(run))
         process = {k: v for k, v in run.process.items() if k != "claimed"}
         await self.db.run(store.record_launch, run.id, run.attempt, process, log_file, [], "")
         run = replace(run, process=process, log_path=log_file)
@@ -285,7 +283,7 @@ class JobScheduler:
             def submit(session, def_id=def_id, owner=owner, groups=groups, raw=raw):
                 from .model import JobDefinition
 
-                spec = parse_job_spec(raw, home=self.home_of(owner), cluster=self.config.executor == "kubernetes",
+                spec = parse_job_spec(raw, home=self.home_of(owner), cluster=self.executor.runs_in_containers,
                                       max_runtime_limit_s=_limit_s(self.config))
                 job = store.submit(session, self.desk, spec, owner, groups, self.executor.name, definition_id=def_id)
                 session.get(JobDefinition, def_id).last_job_id = job.id

@@ -360,17 +360,3 @@ def _json_value(value, depth: int = 0) -> bool:
     if isinstance(value, dict):
         return all(isinstance(k, str) and _json_value(v, depth + 1) for k, v in value.items())
     return False
-
-
-def parse_cli_value(text: str):
-    """A parameter value typed by a person (`-p lr 0.1`): JSON when it parses (numbers, true,
-    null, lists), Python's True/False/None, else the text itself."""
-    import json
-
-    if text in ("True", "False", "None"):
-        return {"True": True, "False": False, "None": None}[text]
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if _json_value(value) else text

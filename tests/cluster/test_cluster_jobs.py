@@ -11,6 +11,7 @@ from astrago.hub.jobs.config import JobsConfig
 from astrago.hub.jobs.executors.base import JobRun
 from astrago.hub.jobs.executors.kubernetes import KubernetesExecutor
 from astrago.hub.jobs.manifests import user_claim_name
+from astrago.hub.service.environment import config_from_environment
 
 RUN = JobRun(id="0123456789ab", owner="alice@example.org", attempt=1, kind="command", name="train", input="",
              code="", command="python train.py", parameters={}, workdir="", slice="1g.10gb", cpu=2, memory_gib=8,
@@ -40,20 +41,18 @@ def _pod(config, run=RUN):
 
 def test_a_job_pod_mounts_the_users_volume_as_kubespawner_named_it(tmp_path, monkeypatch):
     monkeypatch.delenv("ASTRAGO_SLUG_SCHEME", raising=False)
-    pod = _pod(JobsConfig(executor="kubernetes", namespace="astrago", data_dir=str(tmp_path),
-                          home_claim_template="claim-{user_server}"))
+    pod = _pod(JobsConfig(namespace="astrago", data_dir=str(tmp_path), home_claim_template="claim-{user_server}"))
     assert pod["volumes"] == [{"name": "home", "persistentVolumeClaim": {
         "claimName": "claim-alice-example-org---7a64adf2"}}]
     # the service's own default template gives the same name
-    assert _pod(JobsConfig(executor="kubernetes", namespace="astrago", data_dir=str(tmp_path)))["volumes"] == \
-        pod["volumes"]
+    assert _pod(JobsConfig(namespace="astrago", data_dir=str(tmp_path)))["volumes"] == pod["volumes"]
     monkeypatch.setenv("ASTRAGO_SLUG_SCHEME", "escape")  # hub/cluster.py passes the hub's KubeSpawner.slug_scheme
-    assert _pod(JobsConfig(executor="kubernetes", namespace="astrago", data_dir=str(tmp_path)))["volumes"][0][
-        "persistentVolumeClaim"] == {"claimName": "claim-alice-40example-2eorg"}
+    escaped = JobsConfig(config=config_from_environment(), namespace="astrago", data_dir=str(tmp_path))
+    assert _pod(escaped)["volumes"][0]["persistentVolumeClaim"] == {"claimName": "claim-alice-40example-2eorg"}
 
 
 def test_a_job_without_an_image_runs_the_configured_singleuser_image(tmp_path):
-    config = JobsConfig(executor="kubernetes", namespace="astrago", data_dir=str(tmp_path),
+    config = JobsConfig(namespace="astrago", data_dir=str(tmp_path),
                         image="harbor.example.org/astrago/singleuser:0.1.0")
     assert _pod(config)["containers"][0]["image"] == "harbor.example.org/astrago/singleuser:0.1.0"
     own = replace(RUN, image="harbor.example.org/ml/train:3")
@@ -61,5 +60,4 @@ def test_a_job_without_an_image_runs_the_configured_singleuser_image(tmp_path):
 
 
 def test_no_template_means_no_volume(tmp_path):
-    assert "volumes" not in _pod(JobsConfig(executor="kubernetes", namespace="astrago", data_dir=str(tmp_path),
-                                            home_claim_template=""))
+    assert "volumes" not in _pod(JobsConfig(namespace="astrago", data_dir=str(tmp_path), home_claim_template=""))

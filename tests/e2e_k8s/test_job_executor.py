@@ -37,9 +37,8 @@ async def executor(hub_kubeconfig, tmp_path):
     configuration = client.Configuration()
     await kube_config.load_kube_config(config_file=str(hub_kubeconfig), client_configuration=configuration)
     api = client.ApiClient(configuration)
-    jobs_config = JobsConfig(executor="kubernetes", namespace=RELEASE_NAMESPACE, data_dir=str(tmp_path),
-                             cancel_grace_seconds=2, image="astrago/singleuser:test",
-                             home_claim_template="claim-{username}")
+    jobs_config = JobsConfig(namespace=RELEASE_NAMESPACE, data_dir=str(tmp_path), cancel_grace_seconds=2,
+                             image="astrago/singleuser:test", home_claim_template="claim-{username}")
     executor = KubernetesExecutor(jobs_config, api_client=api)
     yield executor
     for task in executor._followers.values():

@@ -9,8 +9,8 @@ from astrago.hub.jobs.executors.cgroups import cpu_max, memory_max
 from astrago.hub.jobs.executors.local import launch_spec, notebook_output_path
 from astrago.hub.jobs.logs import parse_event_id, split_utf8, sse
 from astrago.hub.jobs.runner import parameter_env, parameter_lines, script_args
-from astrago.hub.jobs.spec import JobSpec, SpecError, parse_cli_value, parse_duration_s, parse_job_spec, \
-    parse_memory_gib
+from astrago.hub.client.jobs import parse_cli_value
+from astrago.hub.jobs.spec import JobSpec, SpecError, parse_duration_s, parse_job_spec, parse_memory_gib
 
 HOME = "/home/astrago-ann"
 

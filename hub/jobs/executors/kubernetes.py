@@ -16,23 +16,22 @@ import asyncio
 import logging
 import os
 from datetime import datetime, timezone
-from pathlib import Path
 
 from ..manifests import (CONTAINER, PYTORCH_CONTAINER, PYTORCH_JOB_GROUP, PYTORCH_JOB_PLURAL, PYTORCH_JOB_VERSION,
                          REPLICA_LABEL, job_manifest, job_name, pytorch_job_manifest, user_claim_name)
-from .base import ExecutorError, Exit, JobRun, Launch
-from .local import notebook_output_path
+from .base import Executor, ExecutorError, Exit, JobRun, Launch, notebook_output_path
 
 log = logging.getLogger("astrago.jobs")
 
 
-class KubernetesExecutor:
-    name = "kubernetes"
-    limits_note = ""
+class KubernetesExecutor(Executor):
+    """Jobs as batch/v1 Jobs (or PyTorchJobs) in the service's namespace (the cluster mode's executor)."""
 
-    def __init__(self, config, api_client=None):
-        self.config = config
-        self.data_dir = Path(config.data_dir)
+    name = "kubernetes"
+    runs_in_containers = True
+
+    def __init__(self, settings, api_client=None, **kwargs):
+        super().__init__(settings, **kwargs)
         self._api_client = api_client
         self._followers: dict[str, asyncio.Task] = {}
 
@@ -62,21 +61,22 @@ class KubernetesExecutor:
 
         return client.CoreV1Api(await self.api())
 
-    def log_path(self, run: JobRun) -> Path:
-        return self.data_dir / run.id / f"attempt-{run.attempt}.log"
+    def home_of(self, user: str) -> str:
+        """Every job pod mounts its owner's storage at the same place."""
+        return self.settings.home_mount_path
 
     def home_claim(self, owner: str) -> str:
-        """The user's volume as KubeSpawner named it (its slug scheme: $ASTRAGO_SLUG_SCHEME, which
-        hub/cluster.py sets from the hub's KubeSpawner.slug_scheme; default `safe`)."""
-        template = self.config.home_claim_template
+        """The user's volume as KubeSpawner named it, with the hub's KubeSpawner.slug_scheme
+        (JobsConfig.slug_scheme; hub/cluster.py passes it as $ASTRAGO_SLUG_SCHEME)."""
+        template = self.settings.home_claim_template
         if not template:
             return ""
-        return user_claim_name(template, owner, slug_scheme=os.environ.get("ASTRAGO_SLUG_SCHEME") or "safe")
+        return user_claim_name(template, owner, slug_scheme=self.settings.slug_scheme)
 
     def manifest(self, run: JobRun, output: str) -> dict:
         """The batch/v1 Job, or the PyTorchJob when `run` is distributed. A job that names no
         image runs JobsConfig.image (in cluster mode the hub's single-user image, set by hub/cluster.py)."""
-        c = self.config
+        c = self.settings
         common = dict(namespace=c.namespace, image=run.image or c.image, model=run.placement.get("model"),
                       strategy=c.mig_strategy, service_account=c.service_account, run_as_uid=c.run_as_uid,
                       run_as_gid=c.run_as_gid, home_claim=self.home_claim(run.owner),
@@ -88,7 +88,7 @@ class KubernetesExecutor:
         return job_manifest(run, output=output, **common)
 
     def _custom_args(self) -> dict:
-        return {"group": PYTORCH_JOB_GROUP, "version": PYTORCH_JOB_VERSION, "namespace": self.config.namespace,
+        return {"group": PYTORCH_JOB_GROUP, "version": PYTORCH_JOB_VERSION, "namespace": self.settings.namespace,
                 "plural": PYTORCH_JOB_PLURAL}
 
     async def start(self, run: JobRun) -> Launch:
@@ -102,13 +102,13 @@ class KubernetesExecutor:
             if run.distributed:
                 await (await self._custom()).create_namespaced_custom_object(body=manifest, **self._custom_args())
             else:
-                await (await self._batch()).create_namespaced_job(self.config.namespace, manifest)
+                await (await self._batch()).create_namespaced_job(self.settings.namespace, manifest)
         except ApiException as exc:
             # 409: this attempt's object exists already (created before a crash, not yet recorded):
             # adopt it when it is this job's attempt, so a restart never fails nor runs it twice
             if exc.status != 409 or not await self._is_this_attempt(run, manifest["metadata"]["name"]):
                 raise ExecutorError(f"Kubernetes refused the {what}: {exc.status} {exc.reason}") from None
-        process = {"namespace": self.config.namespace, "name": manifest["metadata"]["name"]}
+        process = {"namespace": self.settings.namespace, "name": manifest["metadata"]["name"]}
         if run.distributed:
             process["kind"] = "PyTorchJob"
         self._follow(run)
@@ -120,7 +120,7 @@ class KubernetesExecutor:
             existing = await (await self._custom()).get_namespaced_custom_object(name=name, **self._custom_args())
             labels = (existing.get("metadata") or {}).get("labels") or {}
         else:
-            existing = await (await self._batch()).read_namespaced_job(name, self.config.namespace)
+            existing = await (await self._batch()).read_namespaced_job(name, self.settings.namespace)
             labels = existing.metadata.labels or {}
         return labels.get("astrago.io/job-id") == run.id and labels.get("astrago.io/attempt") == str(run.attempt)
 
@@ -137,7 +137,7 @@ class KubernetesExecutor:
             selector = f"astrago.io/job-id={run.id},astrago.io/attempt={run.attempt},{REPLICA_LABEL}=master"
         else:
             selector = f"job-name={job_name(run.id, run.attempt)}"
-        pods = await (await self._core()).list_namespaced_pod(self.config.namespace, label_selector=selector)
+        pods = await (await self._core()).list_namespaced_pod(self.settings.namespace, label_selector=selector)
         return pods.items[0] if pods.items else None
 
     @staticmethod
@@ -159,7 +159,7 @@ class KubernetesExecutor:
                         break
                     await asyncio.sleep(retry_seconds)
                 response = await (await self._core()).read_namespaced_pod_log(
-                    pod.metadata.name, self.config.namespace, container=self._container(run), follow=True,
+                    pod.metadata.name, self.settings.namespace, container=self._container(run), follow=True,
                     _preload_content=False)
                 status = getattr(response, "status", 200)
                 if status != 200:
@@ -194,7 +194,7 @@ class KubernetesExecutor:
         if run.distributed:
             return await self._poll_pytorch_job(run, name)
         try:
-            job = await (await self._batch()).read_namespaced_job_status(name, self.config.namespace)
+            job = await (await self._batch()).read_namespaced_job_status(name, self.settings.namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return Exit(None, f"its Kubernetes Job {name} is gone", lost=True)
@@ -265,18 +265,18 @@ class KubernetesExecutor:
             if run.distributed:
                 await (await self._custom()).delete_namespaced_custom_object(
                     name=name, propagation_policy="Foreground",
-                    grace_period_seconds=int(self.config.cancel_grace_seconds), **self._custom_args())
+                    grace_period_seconds=int(self.settings.cancel_grace_seconds), **self._custom_args())
             else:
                 await (await self._batch()).delete_namespaced_job(
-                    name, self.config.namespace, propagation_policy="Foreground",
-                    grace_period_seconds=int(self.config.cancel_grace_seconds))
+                    name, self.settings.namespace, propagation_policy="Foreground",
+                    grace_period_seconds=int(self.settings.cancel_grace_seconds))
         except ApiException as exc:
             if exc.status != 404:
                 raise ExecutorError(f"Kubernetes refused to delete the job: {exc.status} {exc.reason}") from None
         task = self._followers.pop(run.marker, None)
         if task is not None:
             task.cancel()
-        deadline = asyncio.get_running_loop().time() + self.config.cancel_grace_seconds + 30
+        deadline = asyncio.get_running_loop().time() + self.settings.cancel_grace_seconds + 30
         while True:
             pod = await self._pod(run)
             if pod is None or asyncio.get_running_loop().time() > deadline:

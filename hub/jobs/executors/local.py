@@ -24,19 +24,12 @@ from astrago.spawners.local.accounts import AccountError, ensure_account, system
 from astrago.spawners.local.devices import env_for_placement
 
 from . import procs
-from .base import ExecutorError, Exit, JobRun, Launch
+from .base import Executor, ExecutorError, Exit, JobRun, Launch, notebook_output_path
 from .cgroups import JobCgroups, find_root
 
 log = logging.getLogger("astrago.jobs")
 
-
-def notebook_output_path(input_path: str, when: datetime) -> str:
-    """Where the executed notebook goes: beside the input, with a UTC timestamp (pure).
-
-    /home/u/train.ipynb started 2026-03-01 12:00:05 UTC -> /home/u/train-20260301T120005Z.ipynb
-    """
-    base, _ = os.path.splitext(input_path)
-    return f"{base}-{when.strftime('%Y%m%dT%H%M%SZ')}.ipynb"
+__all__ = ["LocalExecutor", "launch_spec", "notebook_output_path", "process_env"]
 
 
 def launch_spec(run: JobRun, output: str) -> dict:
@@ -63,33 +56,38 @@ def process_env(run: JobRun, account: pwd.struct_passwd, user_env_prefix: str, *
     return env
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
+    """Jobs as processes on this machine (the embedded mode's executor)."""
+
     name = "local"
 
-    def __init__(self, config):
-        self.config = config
-        self.data_dir = Path(config.data_dir)
+    def __init__(self, settings, **kwargs):
+        super().__init__(settings, **kwargs)
         self._children: dict[str, object] = {}  # marker -> Popen of processes this service started
         root, why = (None, "limits are switched off (JobsConfig.enforce_limits)")
-        if config.enforce_limits:
-            root, why = find_root(config.cgroup_root)
+        if settings.enforce_limits:
+            root, why = find_root(settings.cgroup_root)
         self.cgroups = JobCgroups(root) if root else None
         self.limits_note = "" if root else f"cpu and memory limits are not enforced here: {why}."
+
+    def job_capacity(self) -> tuple[float, float]:
+        """This machine runs every job: what running jobs may hold together (JobsConfig)."""
+        return self.settings.local_capacity()
 
     # -- paths --------------------------------------------------------------
 
     def _attempt_dir(self, run: JobRun) -> Path:
         return self.data_dir / run.id
 
-    def log_path(self, run: JobRun) -> Path:
-        return self._attempt_dir(run) / f"attempt-{run.attempt}.log"
-
     def status_path(self, run: JobRun) -> Path:
         return self._attempt_dir(run) / f"attempt-{run.attempt}.status"
 
     def home_of(self, user: str) -> str:
-        account = system_username(user, self.config.system_user_prefix)
-        return self.config.home_template.format(system_user=account, username=user)
+        try:
+            account = system_username(user, self.settings.system_user_prefix)
+        except AccountError as exc:
+            raise ExecutorError(str(exc)) from None
+        return self.settings.home_template.format(system_user=account, username=user)
 
     # -- start ----------------------------------------------------------------
 
@@ -98,8 +96,8 @@ class LocalExecutor:
 
     def _start(self, run: JobRun) -> Launch:
         try:
-            account_name = system_username(run.owner, self.config.system_user_prefix)
-            create = {"yes": True, "no": False}.get(self.config.create_accounts, os.geteuid() == 0)
+            account_name = system_username(run.owner, self.settings.system_user_prefix)
+            create = {"yes": True, "no": False}.get(self.settings.create_accounts, os.geteuid() == 0)
             account = ensure_account(account_name, self.home_of(run.owner), create=create)
         except AccountError as exc:
             raise ExecutorError(str(exc)) from None
@@ -107,7 +105,7 @@ class LocalExecutor:
             raise ExecutorError("Refusing to run a job as root.")
         if os.geteuid() != 0 and account.pw_uid != os.geteuid():
             raise ExecutorError(f"AstraGo does not run as root here, so it cannot run jobs as {account.pw_name}.")
-        python = Path(self.config.user_env_prefix) / "bin" / "python"
+        python = Path(self.settings.user_env_prefix) / "bin" / "python"
         if not python.exists():
             raise ExecutorError(f"{python} is missing: the users' environment is not set up (run 'make run').")
         now = datetime.now(timezone.utc)
@@ -116,8 +114,8 @@ class LocalExecutor:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         spec_file = folder / f"attempt-{run.attempt}.spec.json"
         spec_file.write_text(json.dumps(launch_spec(run, output)))
-        env = process_env(run, account, self.config.user_env_prefix, extra=dict(self.config.extra_env),
-                          mps_pipe_dir=self.config.mps_pipe_dir, mps_log_dir=self.config.mps_log_dir)
+        env = process_env(run, account, self.settings.user_env_prefix, extra=dict(self.settings.extra_env),
+                          mps_pipe_dir=self.settings.mps_pipe_dir, mps_log_dir=self.settings.mps_log_dir)
         log_fd = os.open(self.log_path(run), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         status_fd = os.open(self.status_path(run), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         spec_fd = os.open(spec_file, os.O_RDONLY | os.O_NOFOLLOW)
@@ -203,7 +201,7 @@ class LocalExecutor:
         leader = pid if procs.is_alive(pid, ticks) else None
         cgroup = run.process.get("cgroup")
         extra = (lambda: JobCgroups.pids(Path(cgroup))) if cgroup else None
-        left = procs.terminate_tree(run.marker, leader, self.config.cancel_grace_seconds, extra_check=extra)
+        left = procs.terminate_tree(run.marker, leader, self.settings.cancel_grace_seconds, extra_check=extra)
         if left and cgroup:
             JobCgroups.kill(Path(cgroup))
             left = procs.with_marker(run.marker)
