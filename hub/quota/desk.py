@@ -24,47 +24,16 @@ from sqlalchemy.orm import Session
 
 from astrago.spawners import slices
 from astrago.spawners.inventory import ClusterInventory
-from astrago.spawners.placement import Placement, Placer
+from astrago.spawners.placement import Placer
 
+from ..service.interfaces.admission import AdmissionError, AdmissionOutcome, AdmissionRequest, AllocationRecord
 from . import fairshare
 from .books import QuotaBook
-from .limits import QuotaLimits, Request, Usage, check, effective_quota, running_jobs_limit
+from .limits import QuotaLimits, Request, Usage, check, effective_quota, queued_jobs_limit, running_jobs_limit
 from .models import AdmissionLock, Allocation, Quota
+from .placements import placement_to_dict
 
 ACTIVE = ("queued", "admitted")
-
-
-@dataclass
-class AdmissionRequest:
-    owner_kind: str  # workspace | job
-    owner_id: str  # e.g. "alice/" (user/server name) or a job id
-    user: str
-    groups: list[str]
-    slice: str
-    cpu: float = 0.0
-    memory_gib: float = 0.0
-    client_key: str = ""
-    priority: int = 0
-    # a job waits in the queue while over quota (with the reason); a workspace is refused.
-    # A request over quota even with nothing held (or a slice not allowed) is refused either way.
-    wait_over_quota: bool = False
-
-
-class AdmissionError(Exception):
-    """A refusal the API turns into problem+json."""
-
-    def __init__(self, kind: str, detail: str, extra: dict | None = None):
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-        self.extra = extra or {}
-
-
-@dataclass
-class Outcome:
-    allocation: dict
-    created: bool = True
-    admitted_now: list = field(default_factory=list)  # other queued requests admitted by this change
 
 
 def _now() -> datetime:
@@ -75,18 +44,11 @@ def _ts(dt: datetime | None) -> float | None:
     return None if dt is None else dt.replace(tzinfo=timezone.utc).timestamp()
 
 
-def placement_to_dict(p: Placement | None) -> dict:
-    if p is None:
-        return {}
-    return {
-        "node": p.node, "model": p.model, "gpu_uuids": list(p.gpu_uuids), "gpu_indices": list(p.gpu_indices),
-        "mig_instance_uuids": list(p.mig_instance_uuids), "mps_percent": p.mps_percent,
-        "mps_memory_limit_mib": p.mps_memory_limit_mib,
-        "visible_devices": list(p.mig_instance_uuids or p.gpu_uuids),
-    }
-
-
 class AdmissionDesk:
+    """The AdmissionLedger of the quota area (service.interfaces.admission)."""
+
+    inventory_note = ""  # where the inventory came from (the area sets it)
+
     def __init__(self, inventory: ClusterInventory, *, half_life_s: float = fairshare.DEFAULT_HALF_LIFE_S,
                  gpu_hours_period_days: int = 30):
         self.inventory = inventory
@@ -200,12 +162,12 @@ class AdmissionDesk:
 
     # -- the operations ---------------------------------------------------
 
-    def admit(self, session: Session, req: AdmissionRequest) -> Outcome:
+    def admit(self, session: Session, req: AdmissionRequest) -> AdmissionOutcome:
         session.execute(select(AdmissionLock).where(AdmissionLock.id == 1).with_for_update()).first()
         if req.client_key:
             existing = session.scalars(select(Allocation).where(Allocation.client_key == req.client_key)).first()
             if existing is not None:
-                return Outcome(self.describe(session, existing), created=False)
+                return AdmissionOutcome(self.describe(session, existing), created=False)
         units = self.units_and_fit(req.slice)
         self._quota_book.refresh(session)
         limits = self._quota_book.limits(req.user, req.groups)
@@ -238,14 +200,14 @@ class AdmissionDesk:
         if over_now:
             alloc.reason = "over quota: " + " ".join(o.sentence() for o in over_now)
             session.flush()
-            return Outcome(self.describe(session, alloc))
+            return AdmissionOutcome(self.describe(session, alloc))
         if req.owner_kind == "job":
             bounds = self._job_bounds(session, {req.user: limits})
             why = bounds.refusal(req.user, request.cpu, request.memory_gib)
             if why:
                 alloc.reason = f"waiting: {why}"
                 session.flush()
-                return Outcome(self.describe(session, alloc))
+                return AdmissionOutcome(self.describe(session, alloc))
         placement = self.placer.place(alloc.id, req.slice)
         try:
             if placement is not None:
@@ -258,9 +220,9 @@ class AdmissionDesk:
         except BaseException:
             self.placer.release(alloc.id)
             raise
-        return Outcome(self.describe(session, alloc))
+        return AdmissionOutcome(self.describe(session, alloc))
 
-    def release(self, session: Session, allocation_id: str, reason: str = "released") -> Outcome:
+    def release(self, session: Session, allocation_id: str, reason: str = "released") -> AdmissionOutcome:
         session.execute(select(AdmissionLock).where(AdmissionLock.id == 1).with_for_update()).first()
         alloc = session.get(Allocation, allocation_id)
         if alloc is None:
@@ -273,7 +235,7 @@ class AdmissionDesk:
             if was_admitted:
                 self.placer.release(alloc.id)
         admitted = self.schedule(session)
-        return Outcome(self.describe(session, alloc), created=False, admitted_now=admitted)
+        return AdmissionOutcome(self.describe(session, alloc), created=False, admitted_now=admitted)
 
     def schedule(self, session: Session) -> list[str]:
         """One scheduling cycle: admit queued requests that fit now, in fair-share order
@@ -331,7 +293,13 @@ class AdmissionDesk:
         order = fair_order([_candidate(a) for a in queued], group_usage, user_usage, self._weights(session))
         return {c.id: n for n, c in enumerate(order, start=1)}
 
-    def describe(self, session: Session, alloc: Allocation, positions: Mapping[str, int] | None = None) -> dict:
+    def describe(self, session: Session, alloc: "Allocation | str",
+                 positions: Mapping[str, int] | None = None) -> dict | None:
+        """The allocation (a row, or its id) as the API shows it; None for an unknown id."""
+        if isinstance(alloc, str):
+            alloc = session.get(Allocation, alloc)
+            if alloc is None:
+                return None
         out = {
             "id": alloc.id, "client_key": alloc.client_key, "status": alloc.status,
             "owner": {"kind": alloc.owner_kind, "id": alloc.owner_id}, "user": alloc.user, "groups": alloc.groups,
@@ -348,6 +316,39 @@ class AdmissionDesk:
             out["position"] = positions.get(alloc.id)
             out["queue_length"] = len(positions)
         return out
+
+    # -- the rest of the AdmissionLedger interface ---------------------------
+
+    def allocations(self, session: Session, ids) -> dict[str, AllocationRecord]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        return {a.id: _record(a) for a in session.scalars(select(Allocation).where(Allocation.id.in_(ids)))}
+
+    def held(self, session: Session) -> list[AllocationRecord]:
+        return [_record(a) for a in session.scalars(select(Allocation).where(Allocation.status == "admitted")
+                                                    .order_by(Allocation.admitted_at))]
+
+    def queued_jobs_limit(self, session: Session, user: str, groups) -> int | None:
+        return queued_jobs_limit(self.limits_for(session, user, list(groups)))
+
+    def set_job_capacity(self, cpu: float, memory_gib: float) -> None:
+        self.job_capacity = (Fraction(cpu).limit_denominator(1000), Fraction(memory_gib).limit_denominator(1000))
+
+    def device_layout(self) -> list:
+        return self.placer.snapshot()
+
+    def replace_inventory(self, session: Session, inventory: ClusterInventory, *, drained=None, node_objects=None,
+                          pods=None):
+        from .inventory_change import replace_inventory
+
+        return replace_inventory(session, self, inventory, drained=drained, node_objects=node_objects, pods=pods)
+
+    def swap_placer(self, inventory: ClusterInventory, placer: Placer) -> None:
+        """Place on `placer` over `inventory` from now on (what may ever be placed changes too)."""
+        self.inventory = inventory
+        self.placer = placer
+        self._fit_cache.clear()
 
     # -- internals ---------------------------------------------------------
 
@@ -469,6 +470,11 @@ class AdmissionDesk:
             intervals_group.append(fairshare.Interval(group, units, _ts(start), end_ts))
         return (fairshare.decayed_gpu_hours(intervals_group, now, self.half_life_s),
                 fairshare.decayed_gpu_hours(intervals_user, now, self.half_life_s))
+
+
+def _record(a: Allocation) -> AllocationRecord:
+    return AllocationRecord(a.id, a.user, a.owner_kind, a.owner_id, a.slice, a.status, dict(a.placement or {}),
+                            a.admitted_at, a.released_at)
 
 
 def count_active(session: Session) -> int:

@@ -7,7 +7,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from .. import scopes
-from ..service.pages import PageHandler, ServiceRootPage
+from ..service.pages import PageHandler
 from . import usage as usage_report
 from .charts import daily_bars
 from .limits import remaining
@@ -21,7 +21,7 @@ def _today():
 class QuotaPage(PageHandler):
     @property
     def desk(self):
-        return self.service.desk
+        return self.area.desk
 
     def skip(self) -> bool:
         return getattr(self, "_finished_early", False)
@@ -94,7 +94,7 @@ class AdminAllocationsPage(QuotaPage):
         allocations = await self.db.run(fetch)
         gpus = self.desk.placer.snapshot()
         self.render_page("admin_allocations.html", active="allocations", allocations=allocations, gpus=gpus,
-                         inventory_note=self.service.inventory_note)
+                         inventory_note=self.area.inventory_note)
 
 
 class AdminQueuePage(QuotaPage):
@@ -123,16 +123,3 @@ class AdminUsagePage(QuotaPage):
         self.render_page("admin_usage.html", active="usage", by_user=top(by_user), by_group=top(by_group),
                          by_slice=top(by_slice), start=start, end=end,
                          chart=Markup(daily_bars(rows, start, end, title="GPU-hours per day, everyone, last 30 days")))
-
-
-def page_handlers(prefix: str) -> list:
-    return [
-        (prefix + "?", ServiceRootPage),
-        (prefix + "me", MyPage),
-        (prefix + "admin/?", AdminQuotasPage),
-        (prefix + "admin/quotas", AdminQuotasPage),
-        (prefix + "admin/requests", AdminRequestsPage),
-        (prefix + "admin/allocations", AdminAllocationsPage),
-        (prefix + "admin/queue", AdminQueuePage),
-        (prefix + "admin/usage", AdminUsagePage),
-    ]

@@ -54,9 +54,9 @@ def active_workspace_allocations(session) -> list[dict]:
              "admitted_at": a.admitted_at} for a in rows]
 
 
-async def hub_servers(service) -> dict[str, ServerState] | None:
+async def hub_servers(context) -> dict[str, ServerState] | None:
     """Every running or pending server, from JupyterHub's API (None if the hub cannot be asked)."""
-    code, users = await service.hub_api("GET", "/users?state=active&limit=10000")
+    code, users = await context.hub_api("GET", "/users?state=active&limit=10000")
     if code != 200 or not isinstance(users, list):
         return None
     out = {}
@@ -67,36 +67,39 @@ async def hub_servers(service) -> dict[str, ServerState] | None:
     return out
 
 
-async def reconcile_once(service, grace_s: float = 120.0, started_at: datetime | None = None) -> Plan | None:
+async def reconcile_once(context, ledger, grace_s: float = 120.0,
+                         started_at: datetime | None = None) -> Plan | None:
+    """One round: release what no server holds, stop servers that hold nothing. `context`: the
+    area's (db, hub_api, log); `ledger`: the admission ledger."""
     try:
-        servers = await hub_servers(service)
+        servers = await hub_servers(context)
     except (OSError, ValueError) as exc:
-        service.log.warning("reconcile: JupyterHub's API did not answer (%s); nothing changed", exc)
+        context.log.warning("reconcile: JupyterHub's API did not answer (%s); nothing changed", exc)
         return None
     if servers is None:
-        service.log.warning("reconcile: JupyterHub's API did not answer; nothing changed")
+        context.log.warning("reconcile: JupyterHub's API did not answer; nothing changed")
         return None
-    allocations = await service.db.run(active_workspace_allocations)
+    allocations = await context.db.run(active_workspace_allocations)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     todo = plan(allocations, servers, now, timedelta(seconds=grace_s), started_at=started_at)
     for allocation_id, reason in todo.release:
-        outcome = await service.db.run(service.desk.release, allocation_id, reason)
-        await service.db.run(lambda s, a=outcome.allocation: _audit(s, "reconcile.release", a["user"],
+        outcome = await context.db.run(ledger.release, allocation_id, reason)
+        await context.db.run(lambda s, a=outcome.allocation: _audit(s, "reconcile.release", a["user"],
                                                                      {"id": a["id"], "reason": reason}))
     for owner in todo.stop:
         user, _, name = owner.partition("/")
         path = f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
-        code, _ = await service.hub_api("DELETE", path)
-        await service.db.run(lambda s, u=user, c=code: _audit(s, "reconcile.stop_server", u,
+        code, _ = await context.hub_api("DELETE", path)
+        await context.db.run(lambda s, u=user, c=code: _audit(s, "reconcile.stop_server", u,
                                                                {"owner": owner, "hub_status": c}))
     if todo.release or todo.stop:
-        service.log.info("reconcile: released %d allocation(s), stopped %d server(s)", len(todo.release),
+        context.log.info("reconcile: released %d allocation(s), stopped %d server(s)", len(todo.release),
                          len(todo.stop))
     return todo
 
 
-async def reconcile_at_start(service, started_at: datetime, *, timeout_s: float = 60.0,
-                             retry_s: float = 0.5) -> Plan | None:
+async def reconcile_at_start(context, ledger, started_at: datetime, *, grace_s: float = 120.0,
+                             timeout_s: float = 60.0, retry_s: float = 0.5) -> Plan | None:
     """The first round, before the service admits anything: allocations of servers that are not
     running (their releases failed while the service was down, e.g. the hub stops the service
     before users' servers) are released, so nothing dead stays held or charged. Retries while the
@@ -107,7 +110,7 @@ async def reconcile_at_start(service, started_at: datetime, *, timeout_s: float 
 
     deadline = time.monotonic() + timeout_s
     while True:
-        todo = await reconcile_once(service, grace_s=service.reconcile_grace, started_at=started_at)
+        todo = await reconcile_once(context, ledger, grace_s=grace_s, started_at=started_at)
         if todo is not None or time.monotonic() >= deadline:
             return todo
         await asyncio.sleep(retry_s)

@@ -15,7 +15,7 @@ AREAS = {
     "core": "astrago.hub.service.root:CoreArea",
     "audit": "astrago.hub.service.audit_api:AuditArea",
     "uploads": "astrago.hub.uploads.api",
-    "quota": "astrago.hub.quota.api",
+    "quota": "astrago.hub.quota.area:QuotaArea",
     "monitor": "astrago.hub.monitor.api",
     "jobs": "astrago.hub.jobs.api",
     "fleet": "astrago.hub.fleet.api",

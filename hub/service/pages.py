@@ -22,11 +22,6 @@ display.install(TEMPLATES)
 
 #: admin panel sections: (path under admin/, title, scope needed to see it)
 ADMIN_SECTIONS = [
-    ("quotas", "Quotas", scopes.QUOTA_ADMIN),
-    ("requests", "Quota requests", scopes.QUOTA_ADMIN),
-    ("allocations", "Allocations", scopes.READ),
-    ("queue", "Queue", scopes.READ),
-    ("usage", "Usage", scopes.QUOTA_ADMIN),
     ("monitor/fleet", "Monitoring", scopes.READ),
     ("monitor/reclaim", "Idle GPUs", scopes.READ),
     ("fleet", "GPU fleet", scopes.READ),

@@ -8,8 +8,8 @@ area to become its own service, those calls would become HTTP calls carrying the
 `client_key` idempotency key the admissions API already has).
 """
 from .accounting import AccountingReader, AccountingSnapshot, HeldAllocation, UsageReader
-from .admission import (AdmissionError, AdmissionLedger, AdmissionOutcome, AdmissionRequest, AllocationRecord,
-                        InventoryRebuild)
+from .admission import (CLUSTER_HOLDER, DRAIN_HOLDER, AdmissionError, AdmissionLedger, AdmissionOutcome,
+                        AdmissionRequest, AllocationRecord, InventoryRebuild)
 from .jobs import JobsReader, JobsSnapshot
 from .metrics import MetricsSource
 from .storage import StorageLimits
@@ -17,5 +17,6 @@ from .storage import StorageLimits
 __all__ = [
     "AccountingReader", "AccountingSnapshot", "HeldAllocation", "UsageReader",
     "AdmissionError", "AdmissionLedger", "AdmissionOutcome", "AdmissionRequest", "AllocationRecord",
-    "InventoryRebuild", "JobsReader", "JobsSnapshot", "MetricsSource", "StorageLimits",
+    "CLUSTER_HOLDER", "DRAIN_HOLDER", "InventoryRebuild", "JobsReader", "JobsSnapshot", "MetricsSource",
+    "StorageLimits",
 ]

@@ -9,6 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
+#: holder id prefix of the GPUs the ledger keeps out of placement while they are re-cut
+#: (`AdmissionLedger.replace_inventory(drained=...)`); fleet names them to tell them apart
+DRAIN_HOLDER = "recut-in-progress:"
+#: holder id prefix of the slices held for pods AstraGo did not admit (DaemonSets, tenants, kubectl)
+CLUSTER_HOLDER = "held-in-cluster:"
+
 
 @dataclass
 class AdmissionRequest:
@@ -40,7 +46,8 @@ class AdmissionError(Exception):
 @dataclass
 class AdmissionOutcome:
     allocation: dict  # the allocation as the API describes it
-    created: bool  # False when `client_key` found an earlier request's allocation
+    created: bool = True  # False when `client_key` found an earlier request's allocation
+    admitted_now: list = field(default_factory=list)  # ids of queued requests a release let in
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ class AdmissionLedger(Protocol):
 
     #: the inventory placement works on (spawners.inventory.ClusterInventory); read-only for callers
     inventory: Any
+    #: where that inventory came from, a sentence for people (pages show it)
+    inventory_note: str
 
     def admit(self, session, request: AdmissionRequest) -> AdmissionOutcome:
         """Admit, queue or refuse (AdmissionError). Idempotent per `client_key`."""
