@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from support.contract_check import (  # noqa: F401 -- every service response is checked against openapi.json
+    contract_checker, pytest_configure, pytest_terminal_summary, pytest_unconfigure)
 from support.fixtures import CHROMIUM, CHROMIUM_ARGS, IN_CI, browser_login, new_platform, require  # noqa: F401
 from support.platform import ARTIFACTS
 
