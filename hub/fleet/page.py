@@ -20,10 +20,7 @@ class FleetPage(PageHandler):
     async def get(self):
         if getattr(self, "_finished_early", False) or not await self.page_requires(scopes.READ):
             return
-        from .area import FleetArea, holder_words
-
-        fleet = FleetArea.of(self.service)
-        overview = await self.db.run(lambda s: fleet.overview(lambda h: holder_words(s, h)))
+        overview = await self.db.run(lambda s: self.area.overview(self.area.holder_words(s)))
         prefix = self.service.prefix
         html = TEMPLATES.get_template("fleet.html").render(
             prefix=prefix, api=prefix + "api/", user=self.hub_user, xsrf=self.xsrf_value,

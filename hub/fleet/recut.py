@@ -53,16 +53,29 @@ def parse_demand(demand) -> dict[str, int]:
     return parsed
 
 
-def plan_for_demand(inventory: ClusterInventory, demand: Mapping[str, int], placer) -> GeometryPlan:
-    """The geometry planner's proposal for `demand`; GPUs holding allocations keep their layout."""
-    return plan_geometries(inventory, parse_demand(demand), placer)
+class _Layout:
+    """A device layout where the geometry planner takes a placer (it only reads `snapshot()`)."""
+
+    def __init__(self, snapshots: Iterable[GpuSnapshot]):
+        self._snapshots = list(snapshots)
+
+    def snapshot(self) -> list[GpuSnapshot]:
+        return self._snapshots
+
+
+def plan_for_demand(inventory: ClusterInventory, demand: Mapping[str, int],
+                    layout: Iterable[GpuSnapshot]) -> GeometryPlan:
+    """The geometry planner's proposal for `demand`; GPUs holding allocations (per `layout`, the
+    ledger's) keep their layout."""
+    return plan_geometries(inventory, parse_demand(demand), _Layout(layout))
 
 
 def _busy(snapshot: GpuSnapshot | None) -> bool:
     return bool(snapshot and (snapshot.holders or any(i.holder for i in snapshot.instances)))
 
 
-def plan_for_geometries(inventory: ClusterInventory, placer, requested: Iterable[Mapping]) -> GeometryPlan:
+def plan_for_geometries(inventory: ClusterInventory, layout: Iterable[GpuSnapshot],
+                        requested: Iterable[Mapping]) -> GeometryPlan:
     """A plan that cuts the named GPUs (`[{node, index, geometry}]`) and keeps every other GPU
     of their nodes as it is."""
     wanted: dict[tuple[str, int], Counter] = {}
@@ -78,7 +91,7 @@ def plan_for_geometries(inventory: ClusterInventory, placer, requested: Iterable
     missing = sorted(set(wanted) - known)
     if missing:
         raise RecutRefused("not-found", "no such GPU: " + ", ".join(f"{n}/{i}" for n, i in missing))
-    snapshots = {(s.node, s.index): s for s in placer.snapshot()} if placer is not None else {}
+    snapshots = {(s.node, s.index): s for s in layout}
     gpus, full = [], {}
     for node, gpu in inventory.gpus():
         if node.name not in nodes:

@@ -18,7 +18,7 @@ AREAS = {
     "quota": "astrago.hub.quota.area:QuotaArea",
     "monitor": "astrago.hub.monitor.api",
     "jobs": "astrago.hub.jobs.api",
-    "fleet": "astrago.hub.fleet.api",
+    "fleet": "astrago.hub.fleet.area:FleetArea",
     "teams": "astrago.hub.teams.area:TeamsArea",
 }
 

@@ -24,7 +24,6 @@ display.install(TEMPLATES)
 ADMIN_SECTIONS = [
     ("monitor/fleet", "Monitoring", scopes.READ),
     ("monitor/reclaim", "Idle GPUs", scopes.READ),
-    ("fleet", "GPU fleet", scopes.READ),
 ]
 
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from astrago.hub.db.session import Database
-from astrago.hub.fleet.inventory_feed import CLUSTER_HOLDER, rebuild_desk
 from astrago.hub.quota.desk import AdmissionDesk, AdmissionRequest
+from astrago.hub.service.interfaces.admission import CLUSTER_HOLDER
 from astrago.spawners.inventory.kubernetes_nodes import nodes_from_kubernetes
 from gpu_nodes import h100_node
 
@@ -37,12 +37,12 @@ def admit(env, user):
 
 
 def rebuild(env, pods):
-    return env.db.run_sync(lambda session: rebuild_desk(session, env.desk, nodes_from_kubernetes([NODE]), {},
-                                                        node_objects=[NODE], pods=pods))
+    return env.db.run_sync(lambda session: env.desk.replace_inventory(session, nodes_from_kubernetes([NODE]),
+                                                                      drained={}, node_objects=[NODE], pods=pods))
 
 
 def holders(env):
-    return sorted(i.holder for s in env.desk.placer.snapshot() for i in s.instances if i.holder)
+    return sorted(i.holder for s in env.desk.device_layout() for i in s.instances if i.holder)
 
 
 def test_a_pod_made_with_kubectl_makes_the_next_user_queue(desk):

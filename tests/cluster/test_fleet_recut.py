@@ -10,6 +10,8 @@ from astrago.hub.db.session import Database
 from astrago.hub.fleet.area import NEEDS_CLUSTER, FleetArea
 from astrago.hub.fleet.recut import RecutRefused
 from astrago.hub.quota.desk import AdmissionDesk
+from astrago.hub.service.contract import AreaContext
+from astrago.hub.service.interfaces.admission import AdmissionLedger
 
 
 async def test_embedded_mode_degrades_clearly(tmp_path):
@@ -19,7 +21,12 @@ async def test_embedded_mode_degrades_clearly(tmp_path):
 
     desk = AdmissionDesk(inventory_from_cluster_spec({"nodes": [{"name": "box", "gpus": [
         {"model": "H100-80GB", "mode": "mig", "geometry": {"3g.40gb": 2}}]}]}))
-    area = FleetArea(SimpleNamespace(db=db, desk=desk, mode="embedded", inventory_note="simulated"), cluster=False)
+    desk.inventory_note = "simulated"
+    context = AreaContext(db=db, settings=SimpleNamespace(mode="embedded", node_selector=""), hub_api=None,
+                          hub_user=None)
+    context.provide(AdmissionLedger, desk)
+    area = FleetArea()
+    area.setup(context)
     for action in (area.plan({"demand": {"1g.10gb": 1}}), area.apply({"demand": {"1g.10gb": 1}}, "root")):
         with pytest.raises(RecutRefused) as refused:
             await action

@@ -15,6 +15,8 @@ from astrago.hub.fleet.area import FleetArea
 from astrago.hub.fleet.kube_client import FleetKubeClient
 from astrago.hub.fleet.recut import RecutRefused
 from astrago.hub.quota.desk import AdmissionDesk, AdmissionRequest
+from astrago.hub.service.contract import AreaContext
+from astrago.hub.service.interfaces.admission import AdmissionLedger
 from astrago.spawners.geometry import GeometryPlan
 from astrago.spawners.inventory.kube_watch import NodeWatch
 from controlplane.gpu_nodes import mixed_mig_node
@@ -41,9 +43,12 @@ async def fleet(control_plane, hub_kubeconfig, tmp_path):
     db.migrate()
     watch = NodeWatch(core, timeout_seconds=10)
     await watch.start()
-    service = SimpleNamespace(db=db, desk=AdmissionDesk(watch.inventory()), mode="cluster", inventory_note="")
-    area = FleetArea(service, cluster=True, kube=FleetKubeClient(core))
-    area.watch = watch
+    context = AreaContext(db=db, settings=SimpleNamespace(mode="cluster", node_selector=""), hub_api=None,
+                          hub_user=None)
+    context.provide(AdmissionLedger, AdmissionDesk(watch.inventory()))
+    area = FleetArea()
+    area.setup(context)
+    area.kube, area.watch = FleetKubeClient(core), watch
     watch.add_listener(area.on_nodes_changed)
     yield area
     await watch.stop()
@@ -61,13 +66,13 @@ async def until(condition, what, timeout=60.0):
 
 
 def offered(area, node):
-    return sorted(sorted(i.profile for i in gpu.mig_instances) for n, gpu in area.desk.inventory.gpus()
+    return sorted(sorted(i.profile for i in gpu.mig_instances) for n, gpu in area.ledger.inventory.gpus()
                   if n.name == node)
 
 
 async def admit(area, user, slice_name):
     request = AdmissionRequest("workspace", f"{user}/", user, [], slice_name)
-    return (await area.service.db.run(area.desk.admit, request)).allocation
+    return (await area.db.run(area.ledger.admit, request)).allocation
 
 
 async def test_a_recut_is_applied_by_mig_manager_and_the_new_slices_are_offered(fleet, control_plane):
@@ -103,7 +108,7 @@ async def test_a_recut_is_applied_by_mig_manager_and_the_new_slices_are_offered(
 async def test_refused_while_astrago_holds_the_gpu(fleet, control_plane):
     held = await admit(fleet, "alice", "3g.40gb")
     assert held["status"] == "admitted"
-    node, index = next((s.node, s.index) for s in fleet.desk.placer.snapshot()
+    node, index = next((s.node, s.index) for s in fleet.ledger.device_layout()
                        if any(i.holder == held["id"] for i in s.instances))
     before = control_plane.rest.read("v1", "Node", node)["metadata"]["labels"]["nvidia.com/mig.config"]
     with pytest.raises(RecutRefused) as refused:
@@ -136,7 +141,7 @@ async def test_mig_manager_fails_the_recut_while_a_pod_astrago_did_not_make_hold
 
 async def test_the_planner_proposes_layouts_for_idle_gpus_only(fleet):
     held = await admit(fleet, "alice", "3g.40gb")
-    busy = next((s.node, s.index) for s in fleet.desk.placer.snapshot()
+    busy = next((s.node, s.index) for s in fleet.ledger.device_layout()
                 if any(i.holder == held["id"] for i in s.instances))
     plan = await fleet.plan({"demand": {"1g.10gb": 21}})
     recut = [(g["node"], g["index"]) for g in plan["gpus"] if g["recut"]]
