@@ -6,8 +6,9 @@
 Over loopback, in the same run and interleaved: one upload of --size-mib with each of
 --chunks-mib, and --concurrent uploads of --concurrent-size-mib at once, against
 
-- astrago: the service's real tus handlers (hub/uploads/api.py: UploadsCollectionHandler,
-  UploadHandler, BodyWriter, UploadStore, placement) in a tornado process of their own.
+- astrago: the service's real uploads area (hub/uploads/: UploadsArea and its routes,
+  UploadsCollectionHandler, UploadHandler, BodyWriter, UploadStore, placement) in a tornado
+  process of its own.
   This is a BENCHMARK HARNESS: a stub stands in for HubOAuth (every request is the user
   "bench" with the uploads scope; no hub round trip, which is cached in the service
   anyway) and for the system-account lookup (files stay owned by the bench process).
@@ -56,10 +57,12 @@ def serve_astrago(port: int, root: Path) -> None:
 
     from tornado import httpserver, web
 
+    from traitlets.config import Config
+
     from astrago.hub.service.base import APIHandler
-    from astrago.hub.uploads import api, storage
+    from astrago.hub.service.contract import AreaContext
+    from astrago.hub.uploads import storage
     from astrago.hub.uploads.area import UploadsArea
-    from astrago.hub.uploads.config import UploadsConfig
 
     user = {"name": "bench", "kind": "user", "admin": False, "groups": [],
             "scopes": ["access:services!service=astrago", "custom:astrago:uploads!user=bench",
@@ -81,15 +84,21 @@ def serve_astrago(port: int, root: Path) -> None:
     class BenchService:
         prefix = "/services/astrago/"
         data_dir = str(root / "data")
+        mode = "embedded"
         db = None
 
+    async def no_hub(*args, **kwargs):
+        raise RuntimeError("the benchmark harness has no hub")
+
     svc = BenchService()
-    cfg = UploadsConfig(data_dir=str(root / "data" / "uploads"), storage_template=str(root / "storage" / "{username}"),
-                        default_storage_quota_gib=100000, max_upload_size_gib=100000)
-    svc._astrago_uploads_area = UploadsArea(cfg)
+    area = UploadsArea(config=Config({"UploadsConfig": {
+        "data_dir": str(root / "data" / "uploads"), "storage_template": str(root / "storage" / "{username}"),
+        "default_storage_quota_gib": 100000, "max_upload_size_gib": 100000}}))
+    area.setup(AreaContext(db=None, settings=svc, hub_api=no_hub, hub_user=no_hub))  # no StorageLimits: the default
 
     async def main():
-        app = web.Application(api.handlers(svc.prefix), astrago=svc)
+        handlers = [(r.regex(svc.prefix), r.handler, {"area": area, **r.kwargs}) for r in area.routes()]
+        app = web.Application(handlers, astrago=svc)
         server = httpserver.HTTPServer(app)
         server.listen(port, "127.0.0.1")
         print(f"listening {port}", flush=True)

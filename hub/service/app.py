@@ -19,12 +19,14 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from traitlets import Enum, Float, List, Unicode, default
 from traitlets.config import Application
+from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
 from astrago import __version__
 from ..db.session import Database
 from . import areas, contract, openapi
 from .base import NotFoundHandler
 from .contract import AreaContext
+from .config_file import GENERATED_CONFIG, LOCAL_CONFIG
 from .environment import config_from_environment
 
 
@@ -34,11 +36,13 @@ class AstraGoService(Application):
 
     version = Unicode(__version__)
 
-    config_file = Unicode(config=True, help="The service's config file (Python or JSON, traitlets): settings "
-                          "of the service (c.AstraGoService...) and of its areas (c.JobsConfig..., "
-                          "c.UploadsConfig..., c.MonitorConfig..., c.FleetArea...). `astrago up` writes one; on "
-                          "Kubernetes mount one (z2jh: hub.extraFiles) and set $ASTRAGO_SERVICE_CONFIG. "
-                          "Default: <data dir>/astrago_service_config.py, when it exists.")
+    config_file = Unicode(config=True, help="An extra config file (Python or JSON, traitlets) loaded last, e.g. "
+                          "one mounted from a ConfigMap. Before it the service loads, when present, "
+                          "<data dir>/astrago_service_config.json (written by `astrago up` and, in cluster mode, "
+                          "from the AstraGo sections of the hub's config: z2jh hub.config.AstraGoService, "
+                          "hub.config.JobsConfig, ...) and <data dir>/astrago_service_config.py (yours). Settings "
+                          "are c.AstraGoService.* and the areas' c.JobsConfig.*, c.UploadsConfig.*, "
+                          "c.MonitorConfig.*, c.TeamsConfig.*, c.FleetArea.* ...")
 
     mode = Enum(["embedded", "cluster"], default_value="embedded", config=True,
                 help="Embedded (one machine, local spawner) or cluster (Kubernetes).")
@@ -90,11 +94,9 @@ class AstraGoService(Application):
         self.parse_command_line(argv)
         command_line = deepcopy(self.config)
         self.update_config(config_from_environment())  # lowest: env, then the file, then the command line
-        path = self.config_file or str(Path(self.data_dir) / "astrago_service_config.py")
-        if Path(path).is_file():
-            self.load_config_file(Path(path).name, path=str(Path(path).parent))
-        elif self.config_file:
-            raise SystemExit(f"astrago-service: the config file {self.config_file} does not exist.")
+        for path in self.config_files():
+            loader = JSONFileConfigLoader if path.suffix == ".json" else PyFileConfigLoader
+            self.update_config(loader(path.name, path=str(path.parent), log=self.log).load_config())
         self.update_config(command_line)
         self.log.setLevel(logging.INFO)
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
@@ -109,6 +111,18 @@ class AstraGoService(Application):
         for area in self.areas:  # legacy module areas (until each is an Area class)
             if not isinstance(area, contract.Area) and hasattr(area, "setup"):
                 area.setup(self)
+
+    def config_files(self) -> list[Path]:
+        """The config files to load, in order (later ones win); see `config_file`."""
+        data = Path(self.data_dir)
+        found = [p for p in (data / GENERATED_CONFIG, data / LOCAL_CONFIG) if p.is_file()]
+        if self.config_file:
+            extra = Path(self.config_file)
+            if not extra.is_file():
+                raise SystemExit(f"astrago-service: the config file {extra} does not exist "
+                                 "(AstraGoService.config_file / $ASTRAGO_SERVICE_CONFIG).")
+            found.append(extra)
+        return found
 
     async def hub_api(self, method: str, path: str, body=None):
         """Call JupyterHub's REST API with the service's own token; returns (status, json)."""

@@ -14,7 +14,7 @@ import importlib
 AREAS = {
     "core": "astrago.hub.service.root:CoreArea",
     "audit": "astrago.hub.service.audit_api:AuditArea",
-    "uploads": "astrago.hub.uploads.api",
+    "uploads": "astrago.hub.uploads.area:UploadsArea",
     "quota": "astrago.hub.quota.area:QuotaArea",
     "monitor": "astrago.hub.monitor.api",
     "jobs": "astrago.hub.jobs.api",

@@ -1,7 +1,6 @@
-"""Settings of the uploads area (traitlets, like the service's own)."""
+"""Settings of the uploads area (traitlets, like the service's own): `c.UploadsConfig.<name>`."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from traitlets import Float, Integer, Unicode, default
@@ -19,8 +18,10 @@ class UploadsConfig(Configurable):
 
     @default("data_dir")
     def _default_data_dir(self):
-        base = getattr(self.parent, "data_dir", None) or os.environ.get("ASTRAGO_DATA_DIR") or str(Path.cwd())
-        return str(Path(base) / "uploads")
+        node = self.parent  # the area, whose parent is the service (which has the data dir)
+        while node is not None and not getattr(node, "data_dir", None):
+            node = getattr(node, "parent", None)
+        return str(Path(node.data_dir if node is not None else Path.cwd()) / "uploads")
 
     storage_template = Unicode("/home/{system_user}", config=True,
                                help="The root of a user's storage, where finished uploads land. "
@@ -34,8 +35,8 @@ class UploadsConfig(Configurable):
                               "their first spawn: 'auto' (when running as root), 'yes' or 'no'.")
 
     default_storage_quota_gib = Float(100.0, config=True,
-                                      help="Storage quota of every user in GiB, until the quota area "
-                                      "provides per-user limits (see quota.storage_quota_bytes).")
+                                      help="Storage quota in GiB of a user whose quota sets no "
+                                      "storage_gib (or of everyone, when the quota area is not enabled).")
 
     max_upload_size_gib = Float(1024.0, config=True,
                                 help="Largest single upload in GiB (advertised as Tus-Max-Size).")

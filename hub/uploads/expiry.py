@@ -12,7 +12,6 @@ import logging
 import os
 import time
 
-from . import metrics
 from .store import FINISHED
 
 log = logging.getLogger("astrago.uploads")
@@ -34,7 +33,7 @@ def sweep(area, now: float | None = None) -> list[str]:
             area.store.remove(record.id)
             removed.append(record.id)
             if record.state != FINISHED:
-                metrics.EXPIRED.inc()
+                area.metrics.expired.inc()
     for path in area.store.stray_files():
         try:
             if now - os.stat(path).st_mtime > STRAY_AGE_SECONDS:
@@ -52,4 +51,4 @@ async def run_cleaner(area) -> None:
                 log.info("uploads cleaner removed %d expired upload(s)", len(removed))
         except Exception:  # noqa: BLE001 -- the cleaner must outlive one bad sweep
             log.exception("uploads cleaner failed")
-        await asyncio.sleep(area.config.cleanup_interval_seconds)
+        await asyncio.sleep(area.uploads_config.cleanup_interval_seconds)

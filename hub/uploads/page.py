@@ -13,9 +13,6 @@ from tornado import template, web
 from .. import scopes
 from ..service.base import APIHandler
 from ..service.pages import nav_html
-from ..service.problems import Problem
-from . import quota
-from .area import UploadsArea
 from .config import GIB
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "uploads"
@@ -23,6 +20,8 @@ TEMPLATES = template.Loader(str(Path(__file__).resolve().parent / "templates"))
 
 
 class UploadPageHandler(APIHandler):
+    """`uploads/`: the page; `self.area` is the UploadsArea."""
+
     log = logging.getLogger("astrago.uploads")
 
     async def get(self):
@@ -32,23 +31,23 @@ class UploadPageHandler(APIHandler):
         user = self.hub_user["name"]
         if not self.has_scope(scopes.UPLOADS, user=user):
             await self.require(scopes.UPLOADS, user=user, action="uploads.page")  # audits and refuses
-        area = UploadsArea.of(self.service)
-        usage = await area.io(quota.usage, user, config=area.config, store=area.store, storage=area.storage)
-        prefix = self.service.prefix
+        area = self.area
+        usage = await area.io(area.quota.usage, user)
+        prefix = area.prefix
         page_config = {
-            "endpoint": prefix + "api/uploads/",
-            "listUrl": prefix + "api/uploads/",
+            "endpoint": area.base_path,
+            "listUrl": area.base_path,
             "xsrf": self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
             "user": user,
             "storageRoot": area.storage.root_path(user),
-            "maxUploadBytes": int(area.config.max_upload_size_gib * GIB),
+            "maxUploadBytes": int(area.uploads_config.max_upload_size_gib * GIB),
             "chunkBytes": 8 * 1024 * 1024,
-            "expiryHours": area.config.expiry_hours,
+            "expiryHours": area.uploads_config.expiry_hours,
             "usage": usage,
         }
         html = TEMPLATES.load("uploads.html").generate(
             user=user, static=prefix + "uploads/static/", hub_url="/hub/home", usage=usage,
-            storage_root=page_config["storageRoot"], expiry_hours=area.config.expiry_hours,
+            storage_root=page_config["storageRoot"], expiry_hours=area.uploads_config.expiry_hours,
             config_json=json.dumps(page_config).replace("</", "<\\/"), fmt=_fmt_bytes, nav=nav_html(self),
         )
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -64,29 +63,12 @@ def _fmt_bytes(n: int) -> str:
 
 
 class UploadStaticHandler(web.StaticFileHandler):
-    """The page's bundle (public: it holds no user data)."""
+    """`uploads/static/`: the page's bundle (public: it holds no user data)."""
+
+    def initialize(self, area=None, root: str = str(STATIC_DIR)):
+        super().initialize(path=root)
 
     def validate_absolute_path(self, root, absolute_path):
         if not Path(root).is_dir():
             raise web.HTTPError(404, "the upload page's bundle is not built: run `npm run build`")
         return super().validate_absolute_path(root, absolute_path)
-
-
-def handlers(prefix: str) -> list:
-    return [
-        (prefix + "uploads/?", UploadPageHandler),
-        (prefix + "uploads/static/(.*)", UploadStaticHandler, {"path": str(STATIC_DIR)}),
-    ]
-
-
-PAGE_PATHS = {
-    "/uploads/": {
-        "get": {
-            "summary": "The upload page (HTML, for browsers; redirects to the hub login without a session)",
-            "operationId": "uploadPage",
-            "responses": {"200": {"description": "HTML page"}, "302": {"description": "To the hub login"}},
-        }
-    }
-}
-
-__all__ = ["handlers", "PAGE_PATHS", "Problem"]

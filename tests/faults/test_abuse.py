@@ -178,6 +178,19 @@ def _slow_patch(fp, u, url, data, pieces: int, pause: float) -> socket.socket:
     return s
 
 
+def _wait_until_writing(u, url, timeout: float = 30) -> None:
+    """Until the server says a request holds the upload (GET api/uploads/<id>: `writing`), which
+    never interrupts it: a slow PATCH's headers were taken and its body is arriving."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = requests.get(url, headers=u.headers, timeout=30)
+        assert r.status_code == 200, r.text[:300]
+        if r.json()["writing"]:
+            return
+        assert time.monotonic() < deadline, "the slow PATCH never started writing"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("size", [1 << 20, 8 << 20], ids=["1MiB", "8MiB-the-upload-pages-chunk"])
 def test_head_never_interrupts_a_patch_and_a_competing_patch_gets_423(fp, size):
     """A refused PATCH's body is read before the 423, so configurable-http-proxy passes the tus
@@ -187,6 +200,13 @@ def test_head_never_interrupts_a_patch_and_a_competing_patch_gets_423(fp, size):
     url = u.new_upload(len(data), "competing.bin")
     answers = []
     done = threading.Event()
+    slow: dict = {}
+
+    def send_slowly():
+        try:
+            slow["socket"] = _slow_patch(fp, u, url, data, pieces=12, pause=0.25)  # alive: bytes every 0.25 s
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the test's thread
+            slow["error"] = exc
 
     def ask_while_writing():
         while not done.is_set():
@@ -194,10 +214,18 @@ def test_head_never_interrupts_a_patch_and_a_competing_patch_gets_423(fp, size):
             answers.append(u.patch(url, 0, data))
             time.sleep(0.2)
 
+    sender = threading.Thread(target=send_slowly)
+    sender.start()
     asker = threading.Thread(target=ask_while_writing)
-    asker.start()
     try:
-        s = _slow_patch(fp, u, url, data, pieces=12, pause=0.25)  # alive: bytes every 0.25 s
+        # the competing requests start only once the slow PATCH holds the upload, so under any load
+        # they compete with it instead of taking the upload before its headers arrive
+        _wait_until_writing(u, url)
+        asker.start()
+        sender.join()
+        if "error" in slow:
+            raise slow["error"]
+        s = slow["socket"]
         s.settimeout(60)
         reply = b""
         while b"\r\n\r\n" not in reply:
@@ -207,7 +235,9 @@ def test_head_never_interrupts_a_patch_and_a_competing_patch_gets_423(fp, size):
         s.close()
     finally:
         done.set()
-        asker.join()
+        sender.join()
+        if asker.ident is not None:  # started
+            asker.join()
     assert reply.startswith(b"HTTP/1.1 204"), reply[:200]
     assert b"tus-resumable: 1.0.0" in reply.lower()
     assert answers

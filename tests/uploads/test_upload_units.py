@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from astrago.hub.service.problems import Problem
-from astrago.hub.uploads import metrics, tus
+from astrago.hub.uploads import tus
 from astrago.hub.uploads.config import UploadsConfig
+from astrago.hub.uploads.metrics import UploadMetrics
 from astrago.hub.uploads.expiry import GRACE_SECONDS, sweep
 from astrago.hub.uploads.locks import UploadLocks
 from astrago.hub.uploads.names import check_filename, split_dir
@@ -204,7 +205,8 @@ async def test_a_holder_that_never_lets_go_gives_423_not_a_wedge():
 
 class _Area:
     def __init__(self, root):
-        self.config = UploadsConfig(data_dir=str(root), expiry_hours=1, finished_record_hours=2)
+        self.uploads_config = UploadsConfig(data_dir=str(root), expiry_hours=1, finished_record_hours=2)
+        self.metrics = UploadMetrics()
         self.store = UploadStore(root)
         self.store.ensure()
         self.locks = UploadLocks()
@@ -223,19 +225,19 @@ def test_cleaner_removes_expired_uploads_only(tmp_path):
     old, fresh, held = _make(area.store), _make(area.store), _make(area.store)
     done = _make(area.store, state=FINISHED)
     area.locks._holds[held.id] = object()
-    before = metrics.EXPIRED._value.get()
+    before = area.metrics.expired._value.get()
     now = time.time() + 3600 + GRACE_SECONDS + 5  # an hour later: receiving uploads expired, the finished record not
     removed = sweep(area, now=now)
     assert set(removed) == {old.id, fresh.id}  # "fresh" was made at the same moment: an hour on, it expired too
     assert area.store.load(held.id) is not None  # a request holds it: left alone
     assert area.store.load(done.id) is not None
-    assert metrics.EXPIRED._value.get() == before + 2
+    assert area.metrics.expired._value.get() == before + 2
     assert not area.store.data_path(old.id).exists()
     removed = sweep(area, now=time.time() + 7200 + GRACE_SECONDS + 5)
     assert done.id in removed
 
 
 def test_metrics_live_in_their_own_registry():
-    names = {m.name for m in metrics.REGISTRY.collect()}
+    names = {m.name for m in UploadMetrics().registry.collect()}
     assert {"astrago_upload_bytes_received", "astrago_uploads_started", "astrago_uploads_finished",
             "astrago_uploads_failed", "astrago_uploads_expired"} <= names
