@@ -13,6 +13,7 @@ from .. import scopes
 from ..service import display
 from ..service.pages import PageHandler
 from . import states, store
+from .executors.base import ExecutorError
 from .model import Job, JobDefinition
 
 HERE = Path(__file__).resolve().parent
@@ -105,7 +106,7 @@ class JobsPage(JobsPageBase):
             total = session.scalar(select(func.count()).select_from(Job).where(*where))
             q = (select(Job).where(*where).order_by(Job.created_at.desc(), Job.id)
                  .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE))
-            jobs = store.describe_jobs(session, self.service.desk, session.scalars(q).all())
+            jobs = store.describe_jobs(session, self.area.ledger, session.scalars(q).all())
             slices_q = select(Job.slice).distinct().order_by(Job.slice)
             if user:
                 slices_q = slices_q.where(Job.owner == user)
@@ -143,7 +144,7 @@ class JobDetailPage(JobsPageBase):
             job = session.get(Job, job_id)
             if job is None:
                 return None
-            return (store.describe_jobs(session, self.service.desk, [job])[0], store.events_of(session, job_id),
+            return (store.describe_jobs(session, self.area.ledger, [job])[0], store.events_of(session, job_id),
                     resubmit_spec(job))
 
         found = await self.db.run(fetch)
@@ -160,20 +161,12 @@ class JobDetailPage(JobsPageBase):
                                             "can see it."):
             return
         me = self.hub_user["name"]
-        home = ""
         try:
-            from .area import JobsArea
-
-            home = JobsArea.of(self.service).home_of(owner)
-        except Exception:  # an owner without an account here: outputs are shown without links
+            home = self.area.executor.home_of(owner)
+        except ExecutorError:  # an owner without an account here: outputs are shown without links
             home = ""
         outputs = [{"path": o, "lab": lab_link(owner, o, home) if owner == me else None} for o in job["outputs"]]
         self.render_jobs("job.html", active="me-jobs", job=job, events=events, outputs=outputs,
                          can_cancel=self.has_scope(scopes.JOBS, user=owner),
                          can_resubmit=owner == me and self.has_scope(scopes.JOBS, user=me),
                          resubmit=spec, admin_view=self.has_scope(scopes.READ))
-
-
-def page_handlers(prefix: str) -> list:
-    return [(prefix + "jobs", JobsPage), (prefix + r"jobs/(?P<job_id>[^/]+)", JobDetailPage),
-            (prefix + "admin/jobs", AdminJobsPage)]

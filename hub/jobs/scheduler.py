@@ -1,6 +1,6 @@
 """The one scheduling loop of the jobs area (a background task of the service).
 
-Each cycle: start the runs of due job definitions, run the admission desk's fair-share
+Each cycle: start the runs of due job definitions, run the admission ledger's fair-share
 cycle (jobs and workspaces share it), start every job whose admission came through, and
 watch running jobs (exit, max runtime, admissions released behind their back). A
 submission, a cancellation or an ended job wakes the loop at once; otherwise it looks every
@@ -33,8 +33,12 @@ class JobConflict(Exception):
 
 
 class JobScheduler:
-    def __init__(self, service, config, executor, home_of):
-        self.service = service
+    """`db`: the service's database; `ledger`: the AdmissionLedger; `home_of(user)`: a user's
+    storage root (SpecError when they can have none)."""
+
+    def __init__(self, db, ledger, config, executor, home_of):
+        self.db = db
+        self.ledger = ledger
         self.config = config
         self.executor = executor
         self.home_of = home_of
@@ -45,14 +49,6 @@ class JobScheduler:
         self.version = 0  # bumped on every status change (server-sent events watch it)
         self.cycles = 0
         self.ready = False
-
-    @property
-    def db(self):
-        return self.service.db
-
-    @property
-    def desk(self):
-        return self.service.desk
 
     # -- signalling ----------------------------------------------------------
 
@@ -107,12 +103,12 @@ class JobScheduler:
     async def cycle(self) -> None:
         self.cycles += 1
         await self.run_due_definitions()
-        claimed = await self.db.run(store.schedule_and_claim, self.desk)
+        claimed = await self.db.run(store.schedule_and_claim, self.ledger)
         if claimed:
             self.changed()
         for run in claimed:
             await self.start(run)
-        to_stop = await self.db.run(store.orphans, self.desk)
+        to_stop = await self.db.run(store.orphans, self.ledger)
         for job_id, attempt, why in to_stop:
             run = self.running.get(job_id)
             if run is not None and run.attempt == attempt:
@@ -122,7 +118,7 @@ class JobScheduler:
 
     async def start(self, run: JobRun) -> None:
         async with self.lock(run.id):
-            if not await self.db.run(store.still_claimed, run.id, run.attempt):
+            if not await self.db.run(store.still_claimed, self.ledger, run.id, run.attempt):
                 return  # cancelled (or its admission released) between the claim and now: never started
             try:
                 launch = await self.executor.start(run)
@@ -173,7 +169,7 @@ class JobScheduler:
 
     async def _finish(self, run: JobRun, status: str, reason: str, exit_code, retry: bool = True) -> dict | None:
         self.running.pop(run.id, None)
-        result = await self.db.run(store.finish, self.desk, run.id, run.attempt, status, reason, exit_code, retry)
+        result = await self.db.run(store.finish, self.ledger, run.id, run.attempt, status, reason, exit_code, retry)
         if result is not None:
             log.info("job %s attempt %d: %s (%s)", run.id, run.attempt, result["status"], reason)
         self.changed()
@@ -184,7 +180,7 @@ class JobScheduler:
 
     async def cancel(self, job_id: str, actor: str) -> dict:
         async with self.lock(job_id):
-            done = await self.db.run(store.cancel_waiting, self.desk, job_id, actor)
+            done = await self.db.run(store.cancel_waiting, self.ledger, job_id, actor)
             if done is not None:
                 self.changed()
                 self.wake()
@@ -196,7 +192,7 @@ class JobScheduler:
                 raise JobConflict(f"Job {job_id} is {status}; try again in a moment.")
             run = self.running.get(job_id)
             if run is None:
-                runs = [r for r, _ in await self.db.run(store.running_runs) if r.id == job_id]
+                runs = [r for r, _ in await self.db.run(store.running_runs, self.ledger) if r.id == job_id]
                 run = runs[0] if runs else None
             if run is not None:
                 left = await self.executor.stop(run)
@@ -210,12 +206,12 @@ class JobScheduler:
     # -- restart ---------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        for run, executor_name in await self.db.run(store.claimed_runs):
+        for run, executor_name in await self.db.run(store.claimed_runs, self.ledger):
             try:
                 await self._recover_claim(run, executor_name)
             except Exception:
                 log.exception("recovering the start of job %s failed", run.id)
-        runs = await self.db.run(store.running_runs)
+        runs = await self.db.run(store.running_runs, self.ledger)
         for run, executor_name in runs:
             if executor_name != self.executor.name:
                 await self._finish(run, states.FAILED, f"it ran on the {executor_name} executor, which this service "
@@ -236,7 +232,7 @@ class JobScheduler:
                 log.info("job %s attempt %d re-attached after a restart", run.id, run.attempt)
             else:
                 await self._finish_exit(run, ended)
-        await self.db.run(store.orphans, self.desk)
+        await self.db.run(store.orphans, self.ledger)
 
     async def _recover_claim(self, run: JobRun, executor_name: str) -> None:
         """A job claimed for a start when AstraGo stopped: its process runs (RUNNING now), ran and
@@ -284,8 +280,8 @@ class JobScheduler:
                 from .model import JobDefinition
 
                 spec = parse_job_spec(raw, home=self.home_of(owner), cluster=self.executor.runs_in_containers,
-                                      max_runtime_limit_s=_limit_s(self.config))
-                job = store.submit(session, self.desk, spec, owner, groups, self.executor.name, definition_id=def_id)
+                                      max_runtime_limit_s=limit_s(self.config))
+                job = store.submit(session, self.ledger, spec, owner, groups, self.executor.name, definition_id=def_id)
                 session.get(JobDefinition, def_id).last_job_id = job.id
                 return job.id
 
@@ -297,7 +293,7 @@ class JobScheduler:
                 log.warning("job definition %s could not run: %s", def_id, exc)
 
 
-def _limit_s(config) -> float | None:
+def limit_s(config) -> float | None:
     return config.max_runtime_limit_hours * 3600 if config.max_runtime_limit_hours else None
 
 

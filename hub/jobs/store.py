@@ -1,6 +1,7 @@
 """The jobs area's database work. Every function runs inside one transaction on the service's
-database thread (`await service.db.run(fn, ...)`), next to the admission desk, so a status
-change and the matching allocation change commit together or not at all."""
+database thread (`await db.run(fn, ...)`), next to the admission ledger (the quota area's, through
+the AdmissionLedger interface: never its tables), so a status change and the matching allocation
+change commit together or not at all."""
 from __future__ import annotations
 
 import uuid
@@ -9,8 +10,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..quota.desk import AdmissionDesk, AdmissionError, AdmissionRequest
-from ..quota.models import Allocation
+from ..service.interfaces.admission import AdmissionError, AdmissionLedger, AdmissionRequest, AllocationRecord
 from . import states
 from .executors.base import JobRun
 from .model import Job, JobDefinition, JobEvent
@@ -46,13 +46,13 @@ def find_by_key(session: Session, owner: str, client_key: str | None) -> Job | N
     return session.scalars(select(Job).where(Job.owner == owner, Job.client_key == client_key)).first()
 
 
-def check_queued_limit(session: Session, desk: AdmissionDesk, owner: str, groups: list[str]) -> None:
+def check_queued_limit(session: Session, ledger: AdmissionLedger, owner: str, groups: list[str]) -> None:
     """Refuse a new job when its owner already has as many waiting as their quota allows."""
     from sqlalchemy import func
 
-    from ..quota.limits import queued_jobs_limit
-
-    limit = queued_jobs_limit(desk.limits_for(session, owner, groups))
+    limit = ledger.queued_jobs_limit(session, owner, groups)
+    if limit is None:
+        return
     waiting = session.scalar(select(func.count()).select_from(Job).where(
         Job.owner == owner, Job.status.in_((states.CREATED, states.QUEUED)))) or 0
     if waiting >= limit:
@@ -63,7 +63,7 @@ def check_queued_limit(session: Session, desk: AdmissionDesk, owner: str, groups
             {"dimension": "queued_jobs", "limit": limit, "used": waiting})
 
 
-def submit(session: Session, desk: AdmissionDesk, spec: JobSpec, owner: str, groups: list[str], executor: str,
+def submit(session: Session, ledger: AdmissionLedger, spec: JobSpec, owner: str, groups: list[str], executor: str,
            definition_id: str | None = None, client_key: str | None = None) -> Job:
     """Record a job (CREATED) and ask for its admission (QUEUED). An AdmissionError (invalid
     slice, never placeable, over quota even with nothing held, too many jobs waiting) rolls both
@@ -72,7 +72,7 @@ def submit(session: Session, desk: AdmissionDesk, spec: JobSpec, owner: str, gro
     existing = find_by_key(session, owner, client_key)
     if existing is not None:
         return existing
-    check_queued_limit(session, desk, owner, groups)
+    check_queued_limit(session, ledger, owner, groups)
     now = utcnow()
     job = Job(id=new_id(), owner=owner, groups=sorted(groups), name=spec.name, kind=spec.kind, input=spec.input,
               code=spec.code, command=spec.command, parameters=dict(spec.parameters), workdir=spec.workdir,
@@ -85,15 +85,15 @@ def submit(session: Session, desk: AdmissionDesk, spec: JobSpec, owner: str, gro
     session.add(job)
     session.add(JobEvent(job_id=job.id, at=now, status=states.CREATED, attempt=0, reason="submitted"))
     session.flush()
-    enqueue(session, desk, job)
+    enqueue(session, ledger, job)
     return job
 
 
-def enqueue(session: Session, desk: AdmissionDesk, job: Job, why: str = "") -> None:
-    """Ask the desk to admit the job's next attempt; the job waits QUEUED (it may be admitted at once).
+def enqueue(session: Session, ledger: AdmissionLedger, job: Job, why: str = "") -> None:
+    """Ask the ledger to admit the job's next attempt; the job waits QUEUED (it may be admitted at once).
     A distributed job is one request for all its replicas together (`spec.admission_totals`)."""
     slice_name, cpu, memory_gib = admission_totals(job.slice, job.cpu, job.memory_gib, job.distributed)
-    outcome = desk.admit(session, AdmissionRequest(
+    outcome = ledger.admit(session, AdmissionRequest(
         owner_kind="job", owner_id=job.id, user=job.owner, groups=list(job.groups), slice=slice_name, cpu=cpu,
         memory_gib=memory_gib, client_key=f"job:{job.id}:{job.attempt + 1}", priority=job.priority,
         wait_over_quota=True))
@@ -130,16 +130,24 @@ def is_claimed(job: Job) -> bool:
     return job.status == states.QUEUED and bool((job.process or {}).get("claimed"))
 
 
-def schedule_and_claim(session: Session, desk: AdmissionDesk) -> list[JobRun]:
-    """One scheduling cycle of the desk, then every queued job whose admission came through is
+def _allocations_of(session: Session, ledger: AdmissionLedger, jobs) -> dict[str, AllocationRecord]:
+    """The allocations of these jobs (by allocation id), in one call to the ledger."""
+    ids = sorted({j.allocation_id for j in jobs if j.allocation_id})
+    return ledger.allocations(session, ids) if ids else {}
+
+
+def schedule_and_claim(session: Session, ledger: AdmissionLedger) -> list[JobRun]:
+    """One scheduling cycle of the ledger, then every queued job whose admission came through is
     claimed for its next attempt: still QUEUED ("starting"), its attempt counted and marked
     `claimed` (committed before its process starts: a crash after this commit finds the claim
     and looks for the process by its marker; it never starts it a second time). It becomes
     RUNNING only once its process runs (`record_launch`)."""
-    desk.schedule(session)
-    rows = session.execute(select(Job, Allocation).join(Allocation, Allocation.id == Job.allocation_id)
-                           .where(Job.status == states.QUEUED, Allocation.status == "admitted")
-                           .order_by(Allocation.admitted_at)).all()
+    ledger.schedule(session)
+    queued = session.scalars(select(Job).where(Job.status == states.QUEUED, Job.allocation_id.is_not(None))).all()
+    allocs = _allocations_of(session, ledger, queued)
+    rows = [(job, allocs[job.allocation_id]) for job in queued
+            if job.allocation_id in allocs and allocs[job.allocation_id].status == "admitted"]
+    rows.sort(key=lambda row: row[1].admitted_at or datetime.min)
     claimed = []
     now = utcnow()
     for job, alloc in rows:
@@ -154,16 +162,16 @@ def schedule_and_claim(session: Session, desk: AdmissionDesk) -> list[JobRun]:
         job.outputs = []
         job.reason = "starting"
         job.updated_at = now
-        claimed.append(run_of(job, alloc.placement))
+        claimed.append(run_of(job, dict(alloc.placement)))
     return claimed
 
 
-def still_claimed(session: Session, job_id: str, attempt: int) -> bool:
+def still_claimed(session: Session, ledger: AdmissionLedger, job_id: str, attempt: int) -> bool:
     """True while the attempt may start (nobody cancelled the job or released its admission)."""
     job = session.get(Job, job_id)
     if job is None or not is_claimed(job) or job.attempt != attempt or job.cancel_requested:
         return False
-    alloc = session.get(Allocation, job.allocation_id) if job.allocation_id else None
+    alloc = _allocations_of(session, ledger, [job]).get(job.allocation_id)
     return alloc is not None and alloc.status == "admitted"
 
 
@@ -178,11 +186,16 @@ def unclaim(session: Session, job_id: str, attempt: int) -> None:
         job.updated_at = utcnow()
 
 
-def claimed_runs(session: Session) -> list[tuple[JobRun, str]]:
+def _runs_with_placement(session: Session, ledger: AdmissionLedger, jobs) -> list[tuple[JobRun, str]]:
+    allocs = _allocations_of(session, ledger, jobs)
+    return [(run_of(job, dict(allocs[job.allocation_id].placement) if job.allocation_id in allocs else {}),
+             job.executor) for job in jobs]
+
+
+def claimed_runs(session: Session, ledger: AdmissionLedger) -> list[tuple[JobRun, str]]:
     """(run, executor name) of every claimed attempt, for a restart to look for."""
-    rows = session.execute(select(Job, Allocation).outerjoin(Allocation, Allocation.id == Job.allocation_id)
-                           .where(Job.status == states.QUEUED)).all()
-    return [(run_of(job, alloc.placement if alloc else {}), job.executor) for job, alloc in rows if is_claimed(job)]
+    jobs = [job for job in session.scalars(select(Job).where(Job.status == states.QUEUED)) if is_claimed(job)]
+    return _runs_with_placement(session, ledger, jobs)
 
 
 def record_launch(session: Session, job_id: str, attempt: int, process: dict, log_path: str, outputs: list,
@@ -202,7 +215,7 @@ def record_launch(session: Session, job_id: str, attempt: int, process: dict, lo
         job.updated_at = utcnow()
 
 
-def finish(session: Session, desk: AdmissionDesk, job_id: str, attempt: int, status: str, reason: str,
+def finish(session: Session, ledger: AdmissionLedger, job_id: str, attempt: int, status: str, reason: str,
            exit_code: int | None = None, retry: bool = True) -> dict | None:
     """End a RUNNING attempt and release its allocation, in one transaction. A FAILED attempt
     with retries left goes back to the queue instead. Returns the job (None when the attempt
@@ -218,24 +231,24 @@ def finish(session: Session, desk: AdmissionDesk, job_id: str, attempt: int, sta
     job.finished_at = utcnow()
     if job.allocation_id:
         try:
-            desk.release(session, job.allocation_id, f"job {status.lower()}")
+            ledger.release(session, job.allocation_id, f"job {status.lower()}")
         except AdmissionError:
             pass
     if status == states.FAILED and retry and job.attempt <= job.retries and not job.cancel_requested:
-        enqueue(session, desk, job, why=f"retry {job.attempt} of {job.retries} after: {reason}")
+        enqueue(session, ledger, job, why=f"retry {job.attempt} of {job.retries} after: {reason}")
         return job_dict(job)
     transition(session, job, status, reason)
     return job_dict(job)
 
 
-def cancel_waiting(session: Session, desk: AdmissionDesk, job_id: str, actor: str) -> dict | None:
+def cancel_waiting(session: Session, ledger: AdmissionLedger, job_id: str, actor: str) -> dict | None:
     """Cancel a CREATED or QUEUED job (leaves the queue). None when it is not waiting any more."""
     job = session.get(Job, job_id)
     if job is None or job.status not in (states.CREATED, states.QUEUED):
         return None
     if job.allocation_id:
         try:
-            desk.release(session, job.allocation_id, f"job cancelled by {actor}")
+            ledger.release(session, job.allocation_id, f"job cancelled by {actor}")
         except AdmissionError:
             pass
     job.cancel_requested = True
@@ -253,11 +266,9 @@ def request_cancel(session: Session, job_id: str) -> str | None:
     return job.status
 
 
-def running_runs(session: Session) -> list[tuple[JobRun, str]]:
+def running_runs(session: Session, ledger: AdmissionLedger) -> list[tuple[JobRun, str]]:
     """(run, executor name) of every RUNNING job, for re-attaching after a restart."""
-    rows = session.execute(select(Job, Allocation).outerjoin(Allocation, Allocation.id == Job.allocation_id)
-                           .where(Job.status == states.RUNNING)).all()
-    return [(run_of(job, alloc.placement if alloc else {}), job.executor) for job, alloc in rows]
+    return _runs_with_placement(session, ledger, session.scalars(select(Job).where(Job.status == states.RUNNING)).all())
 
 
 def record_process(session: Session, job_id: str, attempt: int, process: dict) -> None:
@@ -266,26 +277,31 @@ def record_process(session: Session, job_id: str, attempt: int, process: dict) -
         job.process = process
 
 
-def orphans(session: Session, desk: AdmissionDesk) -> list[tuple[str, int, str]]:
+def orphans(session: Session, ledger: AdmissionLedger) -> list[tuple[str, int, str]]:
     """Fix jobs whose allocation was released behind their back (an administrator released the
     admission): a queued one is cancelled here; running ones are returned (id, attempt, reason)
-    for the scheduler to stop. Also releases allocations still held by finished jobs."""
+    for the scheduler to stop. Also releases admissions still held by finished jobs."""
     to_stop = []
-    rows = session.execute(select(Job, Allocation).join(Allocation, Allocation.id == Job.allocation_id)
-                           .where(Job.status.in_((states.QUEUED, states.RUNNING)),
-                                  Allocation.status.in_(("released", "cancelled")))).all()
-    for job, alloc in rows:
-        why = f"its admission was released ({alloc.reason or alloc.status})"
+    active = session.scalars(select(Job).where(Job.status.in_((states.QUEUED, states.RUNNING)),
+                                               Job.allocation_id.is_not(None))).all()
+    allocs = _allocations_of(session, ledger, active)
+    for job in active:
+        alloc = allocs.get(job.allocation_id)
+        if alloc is None or alloc.status not in ("released", "cancelled"):
+            continue
+        described = ledger.describe(session, alloc.id) or {}
+        why = f"its admission was released ({described.get('reason') or alloc.status})"
         if job.status == states.QUEUED:
             job.finished_at = utcnow()
             transition(session, job, states.CANCELLED, why)
         else:
             to_stop.append((job.id, job.attempt, why))
-    stale = session.execute(select(Job.allocation_id).join(Allocation, Allocation.id == Job.allocation_id)
-                            .where(Job.status.in_(tuple(states.TERMINAL)),
-                                   Allocation.status.in_(("queued", "admitted")))).scalars().all()
-    for alloc_id in stale:
-        desk.release(session, alloc_id, "its job has ended")
+    held_by_jobs = {a.id for a in ledger.held(session) if a.owner_kind == "job"}
+    if held_by_jobs:
+        stale = session.scalars(select(Job.allocation_id).where(Job.allocation_id.in_(sorted(held_by_jobs)),
+                                                                Job.status.in_(tuple(states.TERMINAL)))).all()
+        for alloc_id in stale:
+            ledger.release(session, alloc_id, "its job has ended")
     return to_stop
 
 
@@ -322,15 +338,14 @@ def job_dict(job: Job, allocation: dict | None = None) -> dict:
     return out
 
 
-def describe_jobs(session: Session, desk: AdmissionDesk, jobs: list[Job]) -> list[dict]:
+def describe_jobs(session: Session, ledger: AdmissionLedger, jobs: list[Job]) -> list[dict]:
     """Jobs as JSON with their queue state (queue positions computed once)."""
-    ids = [j.allocation_id for j in jobs if j.allocation_id and j.status in (states.QUEUED, states.RUNNING)]
-    allocs = {a.id: a for a in session.scalars(select(Allocation).where(Allocation.id.in_(ids)))} if ids else {}
-    positions = desk.positions(session) if any(a.status == "queued" for a in allocs.values()) else {}
+    allocs = _allocations_of(session, ledger, [j for j in jobs if j.status in (states.QUEUED, states.RUNNING)])
+    positions = ledger.positions(session) if any(a.status == "queued" for a in allocs.values()) else {}
     out = []
     for job in jobs:
-        alloc = allocs.get(job.allocation_id)
-        out.append(job_dict(job, desk.describe(session, alloc, positions) if alloc is not None else None))
+        alloc = allocs.get(job.allocation_id) if job.status in (states.QUEUED, states.RUNNING) else None
+        out.append(job_dict(job, ledger.describe(session, alloc.id, positions) if alloc is not None else None))
     return out
 
 

@@ -17,7 +17,7 @@ AREAS = {
     "uploads": "astrago.hub.uploads.area:UploadsArea",
     "quota": "astrago.hub.quota.area:QuotaArea",
     "monitor": "astrago.hub.monitor.api",
-    "jobs": "astrago.hub.jobs.api",
+    "jobs": "astrago.hub.jobs.area:JobsArea",
     "fleet": "astrago.hub.fleet.area:FleetArea",
     "teams": "astrago.hub.teams.area:TeamsArea",
 }

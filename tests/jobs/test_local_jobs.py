@@ -158,7 +158,7 @@ class Service:
 
 def scheduler_for(service, tmp_path, **kw):
     cfg = config(tmp_path, **kw)
-    return JobScheduler(service, cfg, LocalExecutor(cfg), lambda user: HOME)
+    return JobScheduler(service.db, service.desk, cfg, LocalExecutor(cfg), lambda user: HOME)
 
 
 def submit(service, **body):
