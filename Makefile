@@ -68,7 +68,7 @@ keycloak: .stamp-venv
 	@if [ "$(USER_ENV)" != "$(abspath $(VENV))" ]; then \
 	  $(USER_ENV)/bin/pip install -q --upgrade pip && \
 	  $(USER_ENV)/bin/pip install -q "jupyterhub==$$($(PY) -c 'import jupyterhub;print(jupyterhub.__version__)')" \
-	    "jupyterlab>=4.2,<5" requests "papermill>=2.6" ipykernel && \
+	    "jupyterlab>=4.2,<5" requests "tuspy>=1.1,<2" "papermill>=2.6" ipykernel && \
 	  $(USER_ENV)/bin/pip install -q --no-deps --force-reinstall . && \
 	  chmod -R a+rX $(USER_ENV); fi
 	# every kernel of the user environment loads the AstraGo magics (%job, %%job, %jobs)

@@ -1,32 +1,37 @@
-"""Resumable uploads from Python: a small tus 1.0.0 client for the AstraGo service.
+"""Resumable uploads from Python: the AstraGo service's tus 1.0.0 API through tuspy.
 
-Why not tuspy: it reads each chunk whole into memory (by default the whole file),
-reports no progress within a chunk and keys resumption on a content fingerprint it
-must read the file for. This client streams each PATCH body from the file in small
-blocks (memory stays flat whatever the chunk size), reports progress as bytes go out,
-retries with backoff on dropped connections, 5xx and 423, re-asks the offset (HEAD)
-after any failure, and remembers upload URLs in `~/.cache/astrago/uploads.json` keyed
-by the file's path, size and mtime, so a new run resumes where the last one stopped.
+tuspy (`tusclient`) makes the tus requests: creation, the offset (HEAD) and each chunk's PATCH
+with a `sha1` Upload-Checksum (a chunk cut off midway keeps nothing; it is sent again). Around
+it, what the CLI (`astrago upload`) and the notebook helper (`astrago.upload`) need: the
+caller's token, retries with backoff on dropped connections, 5xx, 409 and 423 (each retry asks
+the server's offset first), progress after each chunk, a refusal as `AstraGoError` with the
+service's words, and resumption in a later run: upload URLs are kept in
+`~/.cache/astrago/uploads.json`, keyed by the file's path, size and mtime (no read of the file
+to fingerprint it).
+
+tuspy holds one chunk in memory while it sends it (64 MiB by default here) and sets no
+timeout of its own: a link that dies silently ends with TCP's retransmission limit, then the
+chunk is retried.
 """
 from __future__ import annotations
 
-import base64
+import functools
 import hashlib
 import json
 import os
 import time
 from pathlib import Path
 
-import requests
+from .session import AstraGoError, ServiceSession
 
-from .session import AstraGoError, ServiceSession, problem_of
-
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTET = "application/offset+octet-stream"
 MIB = 1024 * 1024
 DEFAULT_CHUNK = 64 * MIB
 CACHE_FILE = Path("~/.cache/astrago/uploads.json")
-RETRY_STATUSES = {423, 500, 502, 503, 504, 507}
+#: answers after which the chunk is tried again from the server's offset (423: another request
+#: still holds the upload; 409: the offset moved; 460: the chunk arrived damaged)
+RETRY_STATUSES = {409, 423, 460, 500, 502, 503, 504, 507}
+#: answers to HEAD after which it is asked again
+RETRY_OFFSET_STATUSES = {423, 500, 502, 503, 504, 507}
 
 
 class ResumeCache:
@@ -63,33 +68,30 @@ class ResumeCache:
         os.replace(tmp, self.path)
 
 
-class _BodyReader:
-    """`length` bytes of a file from `start`, read in small blocks as requests sends them."""
-
-    block = 1 * MIB
-
-    def __init__(self, fh, start: int, length: int, on_read):
-        self.fh = fh
-        self.left = length
-        self.on_read = on_read
-        fh.seek(start)
-
-    def __len__(self):
-        return self.left
-
-    def read(self, n: int = -1) -> bytes:
-        if self.left <= 0:
-            return b""
-        n = self.block if n is None or n < 0 else max(n, self.block)
-        data = self.fh.read(min(n, self.left))
-        self.left -= len(data)
-        if data:
-            self.on_read(len(data))
-        return data
+def refusal(exc, what: str) -> AstraGoError:
+    """The AstraGoError a tuspy error stands for: the service's problem detail when it sent one."""
+    status = getattr(exc, "status_code", None)
+    detail, kind = None, None
+    try:
+        body = json.loads(getattr(exc, "response_content", None) or b"")
+        if isinstance(body, dict):
+            detail = body.get("detail")
+            kind = (body.get("type") or "").rsplit("/", 1)[-1] or None
+    except (TypeError, ValueError):
+        pass
+    if not detail:
+        detail = (f"The AstraGo service answered {status} to {what}." if status is not None
+                  else f"Cannot reach the AstraGo service ({what}): {exc}")
+    return AstraGoError(detail, status=status, type=kind)
 
 
-def _metadata(meta: dict) -> str:
-    return ",".join(f"{k} {base64.b64encode(str(v).encode()).decode()}" for k, v in meta.items() if v is not None)
+@functools.lru_cache(maxsize=None)
+def _uploader_class(checksum: str):
+    """tuspy's Uploader with `checksum` (a hashlib name) as its Upload-Checksum algorithm."""
+    from tusclient.uploader import Uploader
+
+    return type("AstraGoUploader", (Uploader,),
+                {"CHECKSUM_ALGORITHM_PAIR": (checksum, functools.partial(hashlib.new, checksum))})
 
 
 class UploadsClient:
@@ -101,9 +103,12 @@ class UploadsClient:
                checksum: str | None = "sha1", sleep=time.sleep) -> dict:
         """Upload `path` into the caller's storage under `dir`; resumes an earlier attempt of the same file.
 
-        `progress(sent, total)` is called as bytes go out. Returns the service's record of the
+        `progress(sent, total)` is called as chunks arrive. Returns the service's record of the
         finished upload (`path` is where it landed, relative to `storage_root`).
         """
+        from tusclient.client import TusClient
+        from tusclient.exceptions import TusCommunicationError
+
         path = Path(path)
         if not path.is_file():
             raise AstraGoError(f"{path} is not a file.")
@@ -112,117 +117,88 @@ class UploadsClient:
         size = path.stat().st_size
         dir = (dir or "").strip()
         progress = progress or (lambda sent, total: None)
+        own = self.client.session.headers  # the caller's token and who is asking
+        tus = TusClient(self.client.absolute("api/uploads/"),
+                        headers={k: own[k] for k in ("Authorization", "User-Agent") if k in own})
+        metadata = {"filename": path.name, "dir": dir or None, "overwrite": "true" if overwrite else None}
 
-        url, offset = self._resume(cache, key, dir, overwrite)
-        if url is None:
-            url = self._create(path.name, size, dir, overwrite)
-            cache.put(key, {"url": url, "dir": dir, "overwrite": overwrite, "service": self.client.url,
-                            "created": time.time()})
-            offset = 0
-        progress(offset, size)
-
-        failures = 0
         with open(path, "rb") as fh:
-            while offset < size:
-                length = min(chunk_size, size - offset)
+            uploader = _uploader_class(checksum or "sha1")(
+                file_stream=fh, client=tus, chunk_size=chunk_size, upload_checksum=checksum is not None,
+                metadata={k: v for k, v in metadata.items() if v is not None})
+            if not self._resume(uploader, cache, key, dir, overwrite, sleep):
                 try:
-                    offset = self._patch(url, fh, offset, length, size, progress, checksum)
-                    failures = 0
-                    continue
-                except _Retry as why:
-                    failures += 1
-                    if failures > max_retries:
-                        raise AstraGoError(f"The upload of {path.name} keeps failing ({why}); run the same "
-                                           "command again to resume it.") from None
-                    sleep(min(30.0, 0.5 * 2 ** (failures - 1)))
-                offset = self._offset(url)
-                progress(offset, size)
-        if size == 0 or offset == size:
-            record = self.client.get_json(url)
-            if record.get("state") != "finished":
-                # placement is retried by an empty PATCH once its cause (a taken name, the quota) is gone
-                raise AstraGoError(record.get("error") or f"The upload of {path.name} is complete but not yet placed.")
-            cache.put(key, None)
-            return record
-        raise AstraGoError(f"The upload of {path.name} stopped at {offset} of {size} bytes.")
+                    uploader.set_url(uploader.create_url())
+                except TusCommunicationError as exc:
+                    raise refusal(exc, f"the creation of an upload of {path.name}") from None
+                uploader.offset = 0
+                cache.put(key, {"url": uploader.url, "dir": dir, "overwrite": overwrite, "service": self.client.url,
+                                "created": time.time()})
+            progress(uploader.offset, size)
+            self._send(uploader, path.name, size, progress, max_retries, sleep)
+        url = uploader.url
+        record = self.client.get_json(url)
+        if record.get("state") != "finished":
+            # placement is retried by an empty PATCH once its cause (a taken name, the quota) is gone
+            raise AstraGoError(record.get("error") or f"The upload of {path.name} is complete but not yet placed.")
+        cache.put(key, None)
+        return record
 
-    # -- tus requests ---------------------------------------------------------
-
-    def _resume(self, cache: ResumeCache, key: str, dir: str, overwrite: bool) -> tuple[str | None, int]:
+    def _resume(self, uploader, cache: ResumeCache, key: str, dir: str, overwrite: bool, sleep) -> bool:
+        """Point `uploader` at this file's earlier upload, at the server's offset; False when there is none."""
         entry = cache.get(key)
         if not entry or entry.get("service") != self.client.url or entry.get("dir") != dir \
                 or bool(entry.get("overwrite")) != overwrite:
-            return None, 0
+            return False
+        uploader.set_url(entry["url"])
         try:
-            return entry["url"], self._offset(entry["url"])
+            uploader.offset = self._offset(uploader, sleep)
         except AstraGoError as exc:
             if exc.status in (403, 404, 410):
                 cache.put(key, None)  # expired, deleted or not ours: start again
-                return None, 0
+                uploader.url = None
+                return False
             raise
+        return True
 
-    def _create(self, filename: str, size: int, dir: str, overwrite: bool) -> str:
-        meta = {"filename": filename, "dir": dir or None, "overwrite": "true" if overwrite else None}
-        r = self.client.request("POST", "api/uploads/", ok=(201,), headers={
-            **TUS, "Upload-Length": str(size), "Upload-Metadata": _metadata(meta)})
-        return self.client.absolute(r.headers["Location"])
+    def _send(self, uploader, name: str, size: int, progress, max_retries: int, sleep) -> None:
+        """PATCH chunk after chunk until the server has every byte."""
+        from tusclient.exceptions import TusCommunicationError
 
-    def _offset(self, url: str) -> int:
+        failures = 0
+        while uploader.offset < size:
+            try:
+                uploader.upload_chunk()
+            except TusCommunicationError as exc:
+                if exc.status_code is not None and exc.status_code not in RETRY_STATUSES:
+                    raise refusal(exc, f"a chunk of {name}") from None
+                failures += 1
+                if failures > max_retries:
+                    why = f"{exc.status_code} {refusal(exc, 'a chunk').detail}" if exc.status_code else str(exc)
+                    raise AstraGoError(f"The upload of {name} keeps failing ({why}); run the same command again "
+                                       "to resume it.") from None
+                sleep(min(30.0, 0.5 * 2 ** (failures - 1)))
+                uploader.offset = self._offset(uploader, sleep)
+            else:
+                failures = 0
+            progress(uploader.offset, size)
+
+    def _offset(self, uploader, sleep) -> int:
+        """The server's offset (HEAD), asked again a few times while the service is unreachable or busy."""
+        from tusclient.exceptions import TusCommunicationError
+
         for attempt in range(6):
             try:
-                r = self.client.session.head(url, headers=TUS, timeout=self.client.timeout)
-            except requests.RequestException:
-                time.sleep(min(10, 0.5 * 2 ** attempt))
-                continue
-            if r.status_code == 200:
-                return int(r.headers["Upload-Offset"])
-            if r.status_code in RETRY_STATUSES:
-                time.sleep(min(10, 0.5 * 2 ** attempt))
-                continue
-            err = problem_of(r)
-            if r.status_code == 404:
-                err.detail = "The upload is gone on the server (it expired or was deleted)."
-            raise err
+                return uploader.get_offset()
+            except TusCommunicationError as exc:
+                if exc.status_code is not None and exc.status_code not in RETRY_OFFSET_STATUSES:
+                    err = refusal(exc, "the offset of an upload")
+                    if exc.status_code == 404:
+                        err.detail = "The upload is gone on the server (it expired or was deleted)."
+                    raise err from None
+            sleep(min(10, 0.5 * 2 ** attempt))
         raise AstraGoError(f"Cannot reach the AstraGo service at {self.client.url} to resume the upload.",
                            status=503)
-
-    def _patch(self, url, fh, offset, length, size, progress, checksum) -> int:
-        headers = {**TUS, "Content-Type": OCTET, "Upload-Offset": str(offset), "Content-Length": str(length)}
-        if checksum:
-            headers["Upload-Checksum"] = f"{checksum} {_digest(fh, offset, length, checksum)}"
-        sent = [offset]
-
-        def on_read(n):
-            sent[0] += n
-            progress(min(sent[0], size), size)
-
-        body = _BodyReader(fh, offset, length, on_read)
-        try:
-            r = self.client.session.patch(url, data=body, headers=headers, timeout=(30, 600))
-        except requests.RequestException as exc:
-            raise _Retry(f"connection: {exc.__class__.__name__}") from None
-        if r.status_code == 204:
-            return int(r.headers["Upload-Offset"])
-        if r.status_code in RETRY_STATUSES or r.status_code in (409, 460):
-            raise _Retry(f"{r.status_code} {problem_of(r).detail}")
-        raise problem_of(r)
-
-
-class _Retry(Exception):
-    pass
-
-
-def _digest(fh, offset: int, length: int, algo: str) -> str:
-    h = hashlib.new(algo)
-    fh.seek(offset)
-    left = length
-    while left:
-        block = fh.read(min(4 * MIB, left))
-        if not block:
-            break
-        h.update(block)
-        left -= len(block)
-    return base64.b64encode(h.digest()).decode()
 
 
 class ProgressBar:
