@@ -1,32 +1,28 @@
-"""Settings of the monitoring area (traitlets, like the service's own).
+"""Settings of the monitoring area (traitlets; `c.MonitorConfig.<setting>` in the service's config file).
 
 Deployment settings live here (where readings come from, how often); the reclaim
 *policy* lives in the database and is changed by administrators through the API or the
-"Idle GPUs" page — these traits give only its defaults.
+"Idle GPUs" page — these traits give only its defaults. $ASTRAGO_MONITOR_INTERVAL,
+$ASTRAGO_PROMETHEUS_URL and $ASTRAGO_PROMETHEUS_TOKEN set the traits of the same meaning
+(astrago.hub.service.environment).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from traitlets import Any, Bool, Float, Integer, List, Unicode, default
+from traitlets import Any, Bool, Float, Integer, List, Unicode, default, validate
 from traitlets.config import Configurable
 
 
-def _env_float(name: str, fallback: float) -> float:
-    try:
-        return float(os.environ.get(name, fallback))
-    except ValueError:
-        return fallback
-
-
 class MonitorConfig(Configurable):
-    sample_interval = Float(config=True, help="Seconds between two rounds of the collectors (and of the "
-                            "idle-GPU rules). Default: $ASTRAGO_MONITOR_INTERVAL or 30.")
+    """Its parent is the monitor area, whose parent is the service."""
 
-    @default("sample_interval")
-    def _default_sample_interval(self):
-        return max(1.0, _env_float("ASTRAGO_MONITOR_INTERVAL", 30.0))
+    sample_interval = Float(30.0, config=True, help="Seconds between two rounds of the collectors (and of the "
+                            "idle-GPU rules); at least 1. The metrics document is that of the last round.")
+
+    @validate("sample_interval")
+    def _at_least_a_second(self, proposal):
+        return max(1.0, proposal["value"])
 
     history_points = Integer(720, config=True, help="Points kept per time series for the dashboards "
                              "(720 at 30 s = the last 6 hours). Memory: about 8 bytes per point and series.")
@@ -38,19 +34,9 @@ class MonitorConfig(Configurable):
     collector_timeout = Float(10.0, config=True, help="Seconds a collector round may take before it counts "
                               "as failed (its panel shows the error; the others carry on).")
 
-    prometheus_url = Unicode(config=True, help="Prometheus that scrapes NVIDIA's DCGM exporter (cluster mode). "
-                             "Default: $ASTRAGO_PROMETHEUS_URL.")
+    prometheus_url = Unicode("", config=True, help="Prometheus that scrapes NVIDIA's DCGM exporter (cluster mode).")
 
-    @default("prometheus_url")
-    def _default_prometheus_url(self):
-        return os.environ.get("ASTRAGO_PROMETHEUS_URL", "")
-
-    prometheus_token = Unicode(config=True, help="Bearer token for prometheus_url, if it needs one. "
-                               "Default: $ASTRAGO_PROMETHEUS_TOKEN.")
-
-    @default("prometheus_token")
-    def _default_prometheus_token(self):
-        return os.environ.get("ASTRAGO_PROMETHEUS_TOKEN", "")
+    prometheus_token = Unicode("", config=True, help="Bearer token for prometheus_url, if it needs one.")
 
     simulated_load_file = Unicode(config=True, help="Readings of simulated GPUs (static inventory only): "
                                   "a JSON file of utilisation and memory per device UUID. Default: "
@@ -58,8 +44,7 @@ class MonitorConfig(Configurable):
 
     @default("simulated_load_file")
     def _default_simulated_load_file(self):
-        base = getattr(self.parent, "data_dir", None) or os.environ.get("ASTRAGO_DATA_DIR") or str(Path.cwd())
-        return str(Path(base) / "simulated-gpu-load.json")
+        return str(Path(_data_dir(self)) / "simulated-gpu-load.json")
 
     system_user_prefix = Unicode("astrago-", config=True,
                                  help="Prefix of users' system accounts: a GPU process of astrago-alice is alice's.")
@@ -78,3 +63,13 @@ class MonitorConfig(Configurable):
     notify_hook = Any(None, allow_none=True, config=True,
                       help="Also called with every real warning, withdrawal and stop: a callable taking the "
                       "event dict (may be async), or its import path 'module:function'.")
+
+
+def _data_dir(configurable) -> str:
+    """The service's data directory: the first parent that has one (the area's parent, the service)."""
+    node = configurable.parent
+    while node is not None:
+        if getattr(node, "data_dir", None):
+            return node.data_dir
+        node = getattr(node, "parent", None)
+    return str(Path.cwd())

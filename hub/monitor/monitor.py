@@ -1,10 +1,15 @@
-"""The monitor inside the running service: collector rounds, the view, history and reclaim.
+"""The monitor inside the running service: collector rounds, the view, history, reclaim, metrics.
 
 Every `sample_interval` seconds (or at once when woken: a policy change, an admin's "sample
 now") one round runs: all collectors at the same time, each under a timeout; the ledger read
-on the database thread; the joined view; a point of history; the idle-GPU rules and their
-actions. A scrape of `/metrics` re-reads the ledger (so quota figures are current) and uses the
-last round's readings.
+on the database thread; the joined view (in a worker thread); a point of history; the idle-GPU
+rules and their actions; the metric families (in a worker thread, only those that changed). A
+scrape of `/metrics` serves the last round's families and the other areas' `MetricsSource`s
+from the service's one registry, rendered in a worker thread.
+
+What it reads of other areas comes through the interfaces the area wants (AdmissionLedger,
+AccountingReader, JobsReader, UsageReader, MetricsSource), looked up when used: an area set up
+after this one, or absent, is simply not there yet.
 """
 from __future__ import annotations
 
@@ -14,18 +19,23 @@ import logging
 import time
 from collections import Counter
 
-from astrago.spawners import slices as slice_catalogue
+from prometheus_client import CollectorRegistry
 
+from astrago.spawners import slices as slice_catalogue
+from astrago.spawners.inventory import ClusterInventory
+
+from ..service.interfaces import (AccountingReader, AccountingSnapshot, AdmissionLedger, JobsReader, MetricsSource,
+                                  UsageReader)
 from .collectors import Collector, build_collectors
 from .config import MonitorConfig
-from .exposition import render
+from .exposition import render_async, sample_values
+from .families import Document, FleetFamilies
 from .history import History
-from .jobs_adapter import JobMetrics
 from .readings import CollectorResult
 from .reclaim import store
 from .reclaim.actions import carry_out
 from .reclaim.rules import Candidate, Policy, step
-from .snapshot import FleetView, build_view, gather_accounting
+from .snapshot import FleetView, build_view
 
 log = logging.getLogger("astrago.monitor")
 
@@ -38,10 +48,14 @@ def _hook(spec):
 
 
 class Monitor:
-    def __init__(self, service, config: MonitorConfig, collectors: list[Collector] | None = None):
-        self.service = service
+    def __init__(self, context, config: MonitorConfig, collectors: list[Collector] | None = None):
+        self.context = context  # contract.AreaContext: db, settings, hub_api and the interfaces
+        self.db = context.db
         self.config = config
-        self.collectors = build_collectors(service, config) if collectors is None else collectors
+        if collectors is None:
+            collectors = build_collectors(config, hub_api=context.hub_api, inventory=lambda: self.inventory,
+                                          simulated=bool(getattr(context.settings, "inventory_file", "")))
+        self.collectors = collectors
         self.defaults = Policy(
             enabled=config.reclaim_enabled, dry_run=config.reclaim_dry_run,
             idle_threshold_percent=config.idle_threshold_percent, idle_hours=config.idle_hours,
@@ -54,21 +68,49 @@ class Monitor:
             c.name: CollectorResult(c.name, False, 0.0, error="not run yet") for c in self.collectors}
         self.last_success: dict[str, float] = {}
         self.history = History(config.history_points)
-        self.jobs = JobMetrics()
         self.jobs_snapshot = None
+        self.jobs_unavailable = ""
         self.view: FleetView | None = None
         self.reclaim_counts: Counter = Counter()
         self.rounds = 0
         self.notify_hook = _hook(getattr(config, "notify_hook", None))
+        # the service's one registry: the monitor's families, then every area's MetricsSource
+        self.families = FleetFamilies()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.families)
+        self._sources: list = []
         self._lock: asyncio.Lock | None = None
         self._wake: asyncio.Event | None = None
+
+    # -- what other areas offer (looked up when used) ----------------------------
+
+    @property
+    def ledger(self) -> AdmissionLedger | None:
+        return self.context.want(AdmissionLedger)
+
+    @property
+    def inventory(self):
+        ledger = self.ledger
+        return ledger.inventory if ledger is not None else ClusterInventory(nodes=[])
+
+    @property
+    def usage(self) -> UsageReader | None:
+        return self.context.want(UsageReader)
+
+    def sources(self) -> list:
+        """The areas' MetricsSources, each registered in the registry once."""
+        for source in self.context.all(MetricsSource):
+            if not any(source is known for known in self._sources):
+                self.registry.register(source)
+                self._sources.append(source)
+        return list(self._sources)
 
     # -- start-up ------------------------------------------------------------
 
     def load(self) -> None:
         """Read the policy and the tracks (service start, before the loop)."""
-        self.policy, self.policy_meta = self.service.db.run_sync(store.load_policy, self.defaults)
-        self.tracks = self.service.db.run_sync(store.load_tracks)
+        self.policy, self.policy_meta = self.db.run_sync(store.load_policy, self.defaults)
+        self.tracks = self.db.run_sync(store.load_tracks)
 
     def _sync(self):
         if self._lock is None:
@@ -98,21 +140,37 @@ class Monitor:
         self.results = {r.name: r for r in results}
         return results
 
-    async def _read_ledger(self):
-        desk = self.service.desk
-        period = getattr(desk, "gpu_hours_period_days", 30)
+    async def read_ledger(self):
+        """(accounting, device layout, jobs) as of now, read on the database thread."""
+        accounting, ledger, jobs = (self.context.want(AccountingReader), self.ledger,
+                                    self.context.want(JobsReader))
 
         def read(session):
-            accounting = gather_accounting(session, period_days=period)
-            return accounting, desk.placer.snapshot(), self.jobs.gather(session, accounting.at)
+            snapshot = accounting.accounting(session) if accounting is not None else _no_accounting()
+            layout = ledger.device_layout() if ledger is not None else []
+            return snapshot, layout, self._read_jobs(jobs, session, snapshot.at)
 
-        return await self.service.db.run(read)
+        return await self.db.run(read)
+
+    def _read_jobs(self, jobs, session, now: float):
+        if jobs is None:
+            self.jobs_unavailable = "The jobs area is not installed in this service."
+            return None
+        try:
+            snapshot = jobs.jobs_snapshot(session, now)
+        except Exception as exc:  # the jobs area's figures only: every other panel carries on
+            log.warning("monitor: the jobs area's figures cannot be read: %s", exc)
+            self.jobs_unavailable = f"The jobs table cannot be read: {type(exc).__name__}."
+            session.rollback()
+            return None
+        self.jobs_unavailable = ""
+        return snapshot
 
     async def current_view(self) -> FleetView:
         """The ledger as of now, joined with the last round's readings."""
-        accounting, layout, jobs = await self._read_ledger()
+        accounting, layout, jobs = await self.read_ledger()
         self.jobs_snapshot = jobs
-        return build_view(accounting, layout, self.service.desk.inventory, list(self.results.values()))
+        return await asyncio.to_thread(build_view, accounting, layout, self.inventory, list(self.results.values()))
 
     # -- one round ---------------------------------------------------------------
 
@@ -120,13 +178,15 @@ class Monitor:
         self._sync()
         async with self._lock:
             await self.collect()
-            accounting, layout, jobs = await self._read_ledger()
+            accounting, layout, jobs = await self.read_ledger()
             self.jobs_snapshot = jobs
-            view = build_view(accounting, layout, self.service.desk.inventory, list(self.results.values()))
+            view = await asyncio.to_thread(build_view, accounting, layout, self.inventory,
+                                           list(self.results.values()))
             self.view = view
             self._record_history(view, jobs)
             await self._reclaim(view, accounting)
             self.rounds += 1
+            await self.refresh_families(view)  # after the rules: their tracks and counts of this round
             return view
 
     async def _reclaim(self, view: FleetView, accounting, now: float | None = None) -> list:
@@ -135,14 +195,15 @@ class Monitor:
                                 view.allocation_utilization.get(a.id)) for a in accounting.held.values()]
         tracks, actions = step(self.tracks, candidates, now, self.policy)
         previous, self.tracks = self.tracks, tracks
-        await self.service.db.run(store.save_tracks, tracks, previous)
+        await self.db.run(store.save_tracks, tracks, previous)
         for a in actions:
             self.reclaim_counts[(a.kind, a.dry_run)] += 1
         if not actions:
             return []
         log.info("reclaim: %s", ", ".join(f"{a.kind}{' (dry run)' if a.dry_run else ''} {a.owner_id}"
                                           for a in actions))
-        return await carry_out(self.service, actions, webhook_url=self.policy.webhook_url, hook=self.notify_hook)
+        return await carry_out(self.context, self.ledger, actions, webhook_url=self.policy.webhook_url,
+                               hook=self.notify_hook)
 
     def _record_history(self, view: FleetView, jobs) -> None:
         values: dict[str, float | None] = {
@@ -169,13 +230,9 @@ class Monitor:
         for u in view.users.values():
             values[f"user:{u.name}:units"] = u.gpu_units
             values[f"user:{u.name}:busy"] = u.busy_units
-        try:
-            from ..uploads.metrics import REGISTRY
-
-            values["uploads:bytes"] = REGISTRY.get_sample_value("astrago_upload_bytes_received_total")
-            values["uploads:active"] = REGISTRY.get_sample_value("astrago_upload_active_writes")
-        except Exception:
-            pass
+        uploads = sample_values(self.sources(), ("astrago_upload_bytes_received_total", "astrago_upload_active_writes"))
+        values["uploads:bytes"] = uploads.get("astrago_upload_bytes_received_total")
+        values["uploads:active"] = uploads.get("astrago_upload_active_writes")
         if jobs is not None:
             values["jobs:running"] = float(jobs.by_status.get("RUNNING", 0))
             values["jobs:queued"] = float(jobs.by_status.get("QUEUED", 0) + jobs.by_status.get("CREATED", 0))
@@ -212,24 +269,38 @@ class Monitor:
     def idle_seconds(self, now: float) -> dict[str, float]:
         return {aid: t.idle_for(now) for aid, t in self.tracks.items() if t.state != "exempt"}
 
+    def document(self, view: FleetView) -> Document:
+        """What the families of `view` are made of (the monitor's state now)."""
+        jobs = self.context.want(JobsReader)
+        return Document(view, version=self.context.settings.version, mode=self.context.settings.mode,
+                        jobs=self.jobs_snapshot, job_buckets=tuple(getattr(jobs, "duration_buckets", ())),
+                        idle_seconds=self.idle_seconds(view.at),
+                        track_states=dict(Counter(t.state for t in self.tracks.values())),
+                        reclaim_counts=dict(self.reclaim_counts), policy=self.policy,
+                        collectors=list(self.results.values()), last_success=dict(self.last_success))
+
+    async def refresh_families(self, view: FleetView) -> None:
+        """The metric families of `view` (a worker thread; only the families that changed are written)."""
+        await asyncio.to_thread(self.families.refresh, self.document(view))
+
+    async def metrics_document(self) -> bytes:
+        """The `/metrics` document: the last round's families and the areas' sources, rendered
+        in a worker thread (before the first round, the families of the ledger as of now)."""
+        self.sources()
+        if not self.families.ready:
+            self._sync()
+            async with self._lock:
+                if not self.families.ready:
+                    await self.refresh_families(await self.current_view())
+        return await render_async(self.registry)
+
     async def metrics_text(self) -> str:
-        view = await self.current_view()
-        return self.render(view)
+        return (await self.metrics_document()).decode()
 
-    def render(self, view: FleetView) -> str:
-        try:
-            from prometheus_client import generate_latest
 
-            from ..uploads.metrics import REGISTRY
-
-            extra = [generate_latest(REGISTRY)]
-        except Exception:  # the uploads area is optional too
-            extra = []
-        states = Counter(t.state for t in self.tracks.values())
-        return render(view, version=self.service.version, mode=self.service.mode, jobs=self.jobs_snapshot,
-                      idle_seconds=self.idle_seconds(view.at), track_states=dict(states),
-                      reclaim_counts=dict(self.reclaim_counts), policy=self.policy,
-                      collectors=self.results.values(), last_success=self.last_success, extra=extra)
+def _no_accounting() -> AccountingSnapshot:
+    """No quota area: nothing is held, queued or limited."""
+    return AccountingSnapshot(time.time(), {}, [], {}, {}, {})
 
 
 def _slice_units(s) -> float:

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import scopes
+from ..service.contract import Route
+from ..service.interfaces import JobsReader
 from ..service.pages import PageHandler
+from .exposition import sample_values
 from .reclaim import store
 from .views import ago, clock, collectors_json, fleet_json, usage_json, user_rows
 
@@ -52,7 +55,7 @@ class MonitorPage(PageHandler):
 
     @property
     def monitor(self):
-        return self.service.monitor
+        return self.area.monitor
 
     def skip(self) -> bool:
         return getattr(self, "_finished_early", False)
@@ -86,7 +89,7 @@ class FleetPage(AdminMonitorPage):
         await self.page("monitor_fleet.html", fleet=fleet, nodes=nodes,
                         device_collectors=device_collectors,
                         series=self.monitor.history.get("fleet:busy", "fleet:allocated", "fleet:capacity", *keys),
-                        inventory_note=getattr(self.service, "inventory_note", ""))
+                        inventory_note=getattr(self.monitor.ledger, "inventory_note", ""))
 
 
 class UsersPage(AdminMonitorPage):
@@ -117,17 +120,16 @@ class JobsPage(AdminMonitorPage):
     async def show(self):
         await self.monitor.current_view()
         jobs = self.monitor.jobs_snapshot
-        from .jobs_adapter import DURATION_BUCKETS
-
+        bounds = getattr(self.monitor.context.want(JobsReader), "duration_buckets", ())
         buckets = []
         if jobs is not None:
             previous, previous_bound = 0, 0.0
-            for bound, count in zip(DURATION_BUCKETS, jobs.duration_buckets):
+            for bound, count in zip(bounds, jobs.duration_buckets):
                 label = f">{_short(previous_bound)}" if bound == float("inf") else f"≤{_short(bound)}"
                 previous_bound = bound
                 buckets.append((label, count - previous))
                 previous = count
-        await self.page("monitor_jobs.html", jobs=jobs, unavailable=self.monitor.jobs.unavailable, buckets=buckets,
+        await self.page("monitor_jobs.html", jobs=jobs, unavailable=self.monitor.jobs_unavailable, buckets=buckets,
                         series=self.monitor.history.get("jobs:running", "jobs:queued"))
 
 
@@ -136,13 +138,13 @@ class UploadsPage(AdminMonitorPage):
 
     async def show(self):
         values, error = {}, ""
+        sources = self.monitor.sources()
         try:
-            from ..uploads.metrics import REGISTRY
-
-            for name, _label, _kind in UPLOAD_COUNTERS:
-                values[name] = REGISTRY.get_sample_value(name)
-        except Exception as exc:  # the uploads area is optional: its panel says so
+            values = sample_values(sources, [name for name, _label, _kind in UPLOAD_COUNTERS])
+        except Exception as exc:  # a failing source: its panel says so
             error = f"The uploads area's metrics cannot be read: {exc}"
+        if not sources:
+            error = "The uploads area is not installed in this service."
         series = self.monitor.history.get("uploads:bytes", "uploads:active")
         rate = [None]
         t, b = series["t"], series["uploads:bytes"]
@@ -192,20 +194,13 @@ class MyUsagePage(MonitorPage):
             return
         view = await self.monitor.current_view()
         notices = await self.db.run(lambda s: store.notices(s, user))
-        data = await usage_json(self.service, view, user, notices)
+        data = await usage_json(self.monitor, view, user, notices)
         await self.page("monitor_me.html", data=data, who=user, own=user == me,
                         collectors=collectors_json(self.monitor))
 
 
-def page_handlers(prefix: str) -> list:
-    admin = prefix + "admin/monitor/"
-    return [
-        (admin + "?", FleetPage),
-        (admin + "fleet", FleetPage),
-        (admin + "users", UsersPage),
-        (admin + "queue", QueuePage),
-        (admin + "jobs", JobsPage),
-        (admin + "uploads", UploadsPage),
-        (admin + "reclaim", ReclaimPage),
-        (prefix + "me/usage", MyUsagePage),
-    ]
+def page_routes() -> list[Route]:
+    return [Route("admin/monitor", FleetPage, trailing_slash=True), Route("admin/monitor/fleet", FleetPage),
+            Route("admin/monitor/users", UsersPage), Route("admin/monitor/queue", QueuePage),
+            Route("admin/monitor/jobs", JobsPage), Route("admin/monitor/uploads", UploadsPage),
+            Route("admin/monitor/reclaim", ReclaimPage), Route("me/usage", MyUsagePage)]

@@ -1,10 +1,9 @@
-"""What the metrics and the dashboards show, gathered in two steps.
+"""What the metrics and the dashboards show: the ledger, the device layout and the readings, joined.
 
-1. `gather_accounting(session, ...)`: the allocation ledger, the queue, quotas and GPU-hours,
-   read in a handful of queries on the database thread;
-2. `build_view(...)` (pure): that, the placer's device layout and the collectors' readings,
-   joined — each slice with the allocation holding it (user, workspace or job) and how busy
-   it is.
+`build_view(...)` (pure) takes the quota area's accounting (`AccountingSnapshot`: the allocation
+ledger, the queue, quotas and GPU-hours, read on the database thread), the ledger's device layout
+and the collectors' readings, and joins them: each slice with the allocation holding it (user,
+workspace or job) and how busy it is.
 
 Attribution: on one machine the ledger knows the exact device (MIG or GPU UUID) of every
 allocation, so a reading's UUID names its holder; MPS shares of one GPU are told apart by the
@@ -13,160 +12,11 @@ system account of each process. In a cluster readings carry the allocation id of
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import DateTime, Text, func, literal, literal_column, select, type_coerce
-
-from ..quota.limits import QuotaLimits, effective_quota
-from ..quota.models import Allocation, Quota
+from ..service.interfaces.accounting import AccountingSnapshot
 from .readings import CollectorResult, DeviceReading
-
-QUOTA_DIMENSIONS = ("gpu_units", "cpu", "memory_gib", "servers", "gpu_hours")
-
-
-# --------------------------------------------------------------------------- accounting (DB)
-
-@dataclass(slots=True)
-class HeldAllocation:
-    id: str
-    user: str
-    groups: tuple
-    accounting_group: str
-    owner_kind: str
-    owner_id: str
-    slice: str
-    units: float
-    cpu: float
-    memory_gib: float
-    admitted_at: float
-
-
-@dataclass
-class Accounting:
-    at: float
-    held: dict[str, HeldAllocation]  # admitted allocations by id
-    queued: list[tuple[str, str, float]]  # (slice, user, created_at)
-    gpu_hours: dict[str, float]  # user -> GPU-hours in the rolling quota period
-    user_limits: dict[str, dict[str, float]]  # user -> dimension -> limit (only dimensions set)
-    group_limits: dict[str, dict[str, float]]
-    period_days: int = 30
-
-
-_EPOCH = datetime(1970, 1, 1)
-_SECOND = timedelta(seconds=1)
-
-
-def _ts(dt) -> float | None:
-    """A naive UTC datetime as the ledger stores it -> unix seconds. The queries below read
-    datetime columns as their raw value (sqlite: ISO text, parsed here by the C `fromisoformat`,
-    much faster than SQLAlchemy's per-row processor); MariaDB drivers hand datetimes already."""
-    if dt is None:
-        return None
-    if isinstance(dt, str):
-        dt = datetime.fromisoformat(dt)
-    return (dt - _EPOCH) / _SECOND
-
-
-def _raw(column):
-    return type_coerce(column, Text)
-
-
-def _limits_dict(limits: QuotaLimits) -> dict[str, float]:
-    out = {}
-    for dim in QUOTA_DIMENSIONS:
-        value = getattr(limits, dim)
-        if value is not None:
-            out[dim] = float(value)
-    return out
-
-
-def gather_accounting(session, *, now: float | None = None, period_days: int = 30) -> Accounting:
-    """The ledger as the metrics need it (runs on the database thread).
-
-    Core queries over the columns needed (no ORM objects): a scrape reads thousands of rows.
-    """
-    now = time.time() if now is None else now
-    since = now - period_days * 86400
-    since_dt = datetime.fromtimestamp(since, timezone.utc).replace(tzinfo=None)
-    table = Allocation.__table__
-    c = table.c
-    conn = session.connection()
-    held: dict[str, HeldAllocation] = {}
-    queued = []
-    last_groups: dict[str, tuple] = {}
-    parsed: dict[str, tuple] = {}  # the groups column as stored -> tuple (few distinct values: parse each once)
-    for (aid, user, raw, acc_group, okind, oid, slc, num, den, cpu, mem, status, created, admitted) in conn.execute(
-            select(c.id, c.user, type_coerce(c.groups, Text), c.accounting_group, c.owner_kind, c.owner_id, c.slice,
-                   c.units_num, c.units_den, c.cpu, c.memory_gib, c.status, _raw(c.created_at), _raw(c.admitted_at))
-            .where(c.status.in_(("admitted", "queued")))).all():
-        if status == "queued":
-            queued.append((slc, user, _ts(created)))
-            continue
-        groups = parsed.get(raw)
-        if groups is None:
-            groups = parsed[raw] = tuple(json.loads(raw) or ()) if raw else ()
-        held[aid] = HeldAllocation(aid, user, groups, acc_group or "", okind, oid, slc, num / den,
-                                   cpu or 0.0, mem or 0.0, _ts(admitted) or now)
-        last_groups[user] = groups
-    # GPU-hours in the period: what is held now, from the rows above; what was released in the
-    # period, summed per user by the database (a month of released allocations can be many rows)
-    hours = released_gpu_hours(conn, since_dt, since)
-    get = hours.get
-    for a in held.values():
-        if a.units > 0 and now > a.admitted_at:
-            hours[a.user] = get(a.user, 0.0) + a.units * (now - max(a.admitted_at, since)) / 3600.0
-    quotas = session.scalars(select(Quota)).all()
-    own = {q.subject_name: QuotaLimits.from_dict(q.limits) for q in quotas if q.subject_kind == "user"}
-    group_quota = {q.subject_name: QuotaLimits.from_dict(q.limits) for q in quotas if q.subject_kind == "group"}
-    default = next((QuotaLimits.from_dict(q.limits) for q in quotas if q.subject_kind == "default"), None)
-    user_limits = {}
-    if quotas:
-        by_groups: dict[tuple, dict] = {}  # most users share their groups' quota: work it out once per set
-        for user in set(last_groups) | set(hours):
-            user_groups = last_groups.get(user, ())
-            mine = own.get(user)
-            if mine is None:
-                limits = by_groups.get(user_groups)
-                if limits is None:
-                    limits = by_groups[user_groups] = _limits_dict(effective_quota(
-                        None, [group_quota[g] for g in user_groups if g in group_quota], default))
-            else:
-                limits = _limits_dict(effective_quota(
-                    mine, [group_quota[g] for g in user_groups if g in group_quota], default))
-            if limits:
-                user_limits[user] = limits
-    group_limits = {name: d for name, q in group_quota.items() if (d := _limits_dict(q))}
-    return Accounting(now, held, queued, hours, user_limits, group_limits, period_days)
-
-
-def released_gpu_hours(conn, since_dt: datetime, since: float) -> dict[str, float]:
-    """GPU-hours per user of allocations released after `since`, counted from `since` on.
-
-    Summed in SQL on sqlite and MariaDB/MySQL; other databases get the same sum in Python."""
-    c = Allocation.__table__.c
-    where = (c.admitted_at.is_not(None), c.released_at.is_not(None), c.released_at > since_dt, c.units_num > 0)
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        start = func.max(c.admitted_at, literal(since_dt, DateTime))
-        seconds = (func.julianday(c.released_at) - func.julianday(start)) * 86400.0
-    elif dialect in ("mysql", "mariadb"):
-        start = func.greatest(c.admitted_at, literal(since_dt, DateTime))
-        seconds = func.timestampdiff(literal_column("MICROSECOND"), start, c.released_at) / 1e6
-    else:
-        out: dict[str, float] = {}
-        for user, num, den, a_at, r_at in conn.execute(
-                select(c.user, c.units_num, c.units_den, _raw(c.admitted_at), _raw(c.released_at)).where(*where)):
-            s, e = max(_ts(a_at), since), _ts(r_at)
-            if e > s:
-                out[user] = out.get(user, 0.0) + num / den * (e - s) / 3600.0
-        return out
-    total = func.sum(c.units_num * 1.0 / c.units_den * seconds) / 3600.0
-    return {user: float(value) for user, value in conn.execute(
-        select(c.user, total).where(*where).group_by(c.user)) if value and value > 0}
 
 
 # --------------------------------------------------------------------------- the joined view (pure)
@@ -250,9 +100,9 @@ def _mig_size(model: str | None, profile: str) -> int:
         return 1
 
 
-def build_view(accounting: Accounting, gpus_snapshot, inventory, results: list[CollectorResult],
+def build_view(accounting: AccountingSnapshot, gpus_snapshot, inventory, results: list[CollectorResult],
                now: float | None = None) -> FleetView:
-    """Join ledger, device layout and readings (pure). `gpus_snapshot`: Placer.snapshot()."""
+    """Join ledger, device layout and readings (pure). `gpus_snapshot`: AdmissionLedger.device_layout()."""
     now = accounting.at if now is None else now
     held = accounting.held
     device_results = [r for r in results if r.ok and r.servers is None]

@@ -73,16 +73,14 @@ def user_rows(view: FleetView, monitor) -> list[dict]:
     return rows
 
 
-async def usage_json(service, view: FleetView, user: str, notices: list[dict]) -> dict:
+async def usage_json(monitor, view: FleetView, user: str, notices: list[dict]) -> dict:
     """A user's slices now, their GPU-hours per day (14 days) and their utilisation history."""
-    from ..quota import usage as usage_report
-
-    monitor = service.monitor
     idle = monitor.idle_seconds(view.at)
     mine = [slice_json(s, idle.get(s.allocation_id)) for s in view.slices if s.user == user]
     end = datetime.now(timezone.utc).date()
     start = end - timedelta(days=13)
-    rows = await service.db.run(lambda s: usage_report.daily_gpu_hours(s, start, end, user=user))
+    usage = monitor.usage  # UsageReader (the quota area); none: no GPU-hours to show
+    rows = await monitor.db.run(lambda s: usage.daily_gpu_hours(s, start, end, user=user)) if usage else []
     days = [(start + timedelta(days=i)).isoformat() for i in range(14)]
     per_day = {d: 0.0 for d in days}
     for r in rows:

@@ -16,7 +16,7 @@ AREAS = {
     "audit": "astrago.hub.service.audit_api:AuditArea",
     "uploads": "astrago.hub.uploads.area:UploadsArea",
     "quota": "astrago.hub.quota.area:QuotaArea",
-    "monitor": "astrago.hub.monitor.api",
+    "monitor": "astrago.hub.monitor.area:MonitorArea",
     "jobs": "astrago.hub.jobs.area:JobsArea",
     "fleet": "astrago.hub.fleet.area:FleetArea",
     "teams": "astrago.hub.teams.area:TeamsArea",

@@ -154,13 +154,17 @@ def operation_from_declarations(route, method: str, fn) -> dict:
 
 
 def paths_of_routes(routes) -> dict:
-    """OpenAPI paths of the API routes (templates under api/) of Area classes."""
+    """OpenAPI paths of the API routes (templates under api/) of Area classes, and of routes outside
+    api/ whose handlers declare operations (the monitor's `metrics`)."""
     from tornado import web
+
+    from .declare import operation_of
 
     paths: dict = {}
     for route in routes:
-        if route.template != "api" and not route.template.startswith("api/"):
-            continue
+        declared = any(operation_of(getattr(route.handler, m, None)) for m in _METHODS)
+        if route.template != "api" and not route.template.startswith("api/") and not declared:
+            continue  # a page (or a route outside the API that declares no operation, e.g. static files)
         ops = {}
         for method in _METHODS:
             fn = getattr(route.handler, method, None)

@@ -22,8 +22,6 @@ display.install(TEMPLATES)
 
 #: admin panel sections: (path under admin/, title, scope needed to see it)
 ADMIN_SECTIONS = [
-    ("monitor/fleet", "Monitoring", scopes.READ),
-    ("monitor/reclaim", "Idle GPUs", scopes.READ),
 ]
 
 

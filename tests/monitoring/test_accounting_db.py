@@ -1,10 +1,13 @@
-"""What a scrape reads from the ledger, on sqlite and on a real MariaDB (Debian's), exactly."""
+"""What a monitoring round reads from the ledger (the quota area's AccountingReader), on sqlite and on a
+real MariaDB (Debian's), exactly."""
 from datetime import datetime, timedelta
 
 import pytest
 
 from astrago.hub.db.session import Database
-from astrago.hub.monitor.snapshot import gather_accounting
+from astrago.hub.quota.accounting import LedgerReader  # the quota area's AccountingReader
+from astrago.hub.quota.desk import AdmissionDesk
+from astrago.spawners.inventory import ClusterInventory
 from astrago.hub.quota.models import Allocation, Quota
 from support.fixtures import require
 from support.mariadb import MariaDB
@@ -59,7 +62,8 @@ def db(request, tmp_path):
 
 
 def test_the_ledger_as_a_scrape_reads_it(db):
-    acc = db.run_sync(lambda s: gather_accounting(s, now=NOW_TS, period_days=30))
+    reader = LedgerReader(AdmissionDesk(ClusterInventory(nodes=[]), gpu_hours_period_days=30))
+    acc = db.run_sync(lambda s: reader.accounting(s, now=NOW_TS))
     assert sorted(acc.held) == ["a1", "c1"]
     a1 = acc.held["a1"]
     assert (a1.user, a1.groups, a1.owner_kind, a1.slice, a1.units, a1.admitted_at) == (

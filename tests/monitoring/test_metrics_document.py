@@ -6,12 +6,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from astrago.hub.monitor.collectors.prometheus import readings_from_dcgm
 from astrago.hub.monitor.collectors.simulated import simulated_readings
-from astrago.hub.monitor.exposition import render
+from astrago.hub.jobs.metrics_view import DURATION_BUCKETS
+from astrago.hub.monitor.families import render
 from astrago.hub.monitor.history import History
-from astrago.hub.monitor.jobs_adapter import DURATION_BUCKETS, JobsSnapshot
 from astrago.hub.monitor.readings import CollectorResult, ProcessReading
 from astrago.hub.monitor.reclaim.rules import Policy
-from astrago.hub.monitor.snapshot import Accounting, HeldAllocation, build_view
+from astrago.hub.monitor.snapshot import build_view
+from astrago.hub.service.interfaces import AccountingSnapshot as Accounting, HeldAllocation, JobsSnapshot
 from astrago.spawners.inventory.static import inventory_from_cluster_spec
 from astrago.spawners.placement import Placer
 
@@ -118,7 +119,8 @@ def test_the_document_parses_follows_the_conventions_and_keeps_label_sets_bounde
     view = build_view(accounting, placer.snapshot(), INVENTORY, [devices, CollectorResult("hub", True, 1.0, servers=[])])
     jobs = JobsSnapshot({"RUNNING": 1, "COMPLETED": 3}, {("carol", "RUNNING"): 1}, [("job-42", "carol", "1g.10gb", 90.0)],
                         [0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3], 4000.0, 3)
-    text = render(view, version="0.1.0", mode="embedded", jobs=jobs, idle_seconds={"a-3g": 600.0},
+    text = render(view, version="0.1.0", mode="embedded", jobs=jobs, job_buckets=DURATION_BUCKETS,
+                  idle_seconds={"a-3g": 600.0},
                   track_states={"watching": 3}, reclaim_counts={("warn", False): 2}, policy=Policy(),
                   collectors=[devices], last_success={"simulated": 4990.0})
     families = _families(text)

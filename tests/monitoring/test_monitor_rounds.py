@@ -9,8 +9,8 @@ import yaml
 
 from astrago.hub.monitor.collectors import Collector
 from astrago.hub.monitor.readings import CollectorResult
-from astrago.hub.quota.desk import AdmissionRequest
 from astrago.hub.service.app import AstraGoService
+from astrago.hub.service.interfaces import AdmissionLedger, AdmissionRequest
 from monkit import INVENTORY
 
 
@@ -38,20 +38,29 @@ def service(tmp_path, monkeypatch):
     svc = AstraGoService(data_dir=str(tmp_path), db_url=f"sqlite:///{tmp_path}/a.sqlite", inventory_file=str(inventory))
     svc.initialize([])
     yield svc
-    svc.monitor.close()
+    monitor_of(svc).close()
     svc.db.close()
 
 
+def monitor_of(service):
+    """The monitor area's own Monitor (its state lives on the area, not on the service)."""
+    return next(a for a in service.areas if a.name == "monitor").monitor
+
+
+def ledger_of(service):
+    return service.context.need(AdmissionLedger)
+
+
 def test_default_collectors_for_a_simulated_inventory(service):
-    assert [c.name for c in service.monitor.collectors] == ["hub", "simulated"]
+    assert [c.name for c in monitor_of(service).collectors] == ["hub", "simulated"]
 
 
 def test_a_broken_and_a_hanging_collector_degrade_their_panels_only(service):
-    monitor = service.monitor
+    monitor = monitor_of(service)
     simulated = next(c for c in monitor.collectors if c.name == "simulated")
     monitor.collectors = [Broken(), Hanging(), simulated]
     monitor.config.collector_timeout = 0.5
-    service.db.run_sync(service.desk.admit, AdmissionRequest("workspace", "alice/", "alice", ["team-a"], "3g.40gb"))
+    service.db.run_sync(ledger_of(service).admit, AdmissionRequest("workspace", "alice/", "alice", ["team-a"], "3g.40gb"))
 
     async def go():
         t0 = time.monotonic()
@@ -75,10 +84,10 @@ def test_a_broken_and_a_hanging_collector_degrade_their_panels_only(service):
 
 
 def test_collector_results_are_never_shared_between_rounds_when_a_source_starts_failing(service, tmp_path):
-    monitor = service.monitor
+    monitor = monitor_of(service)
     simulated = next(c for c in monitor.collectors if c.name == "simulated")
     monitor.collectors = [simulated]
-    service.db.run_sync(service.desk.admit, AdmissionRequest("workspace", "bob/", "bob", [], "gpu-1"))
+    service.db.run_sync(ledger_of(service).admit, AdmissionRequest("workspace", "bob/", "bob", [], "gpu-1"))
     view = asyncio.run(monitor.round())
     assert [s.utilization for s in view.slices if s.user == "bob"] == [0.25]
     (tmp_path / "simulated-gpu-load.json").write_text("{not json")

@@ -10,6 +10,7 @@ import asyncio
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Awaitable, Callable
 
 from ..readings import CollectorResult, ServerReading
 
@@ -67,8 +68,8 @@ class SimulatedCollector(Collector):
 
     name = "simulated"
 
-    def __init__(self, inventory, load_file: str):
-        self.inventory, self.load_file = inventory, load_file
+    def __init__(self, inventory: Callable[[], object], load_file: str):
+        self.inventory, self.load_file = inventory, load_file  # the ledger's inventory now (it can be replaced)
 
     async def collect(self) -> CollectorResult:
         from .simulated import read_load_file, simulated_readings
@@ -76,7 +77,7 @@ class SimulatedCollector(Collector):
         load = read_load_file(self.load_file)
         note = (f"Simulated GPUs: readings from {os.path.basename(self.load_file)}." if load is not None
                 else f"Simulated GPUs: no readings ({os.path.basename(self.load_file)} does not exist).")
-        return CollectorResult(self.name, True, time.time(), devices=simulated_readings(self.inventory, load),
+        return CollectorResult(self.name, True, time.time(), devices=simulated_readings(self.inventory(), load),
                                note=note)
 
 
@@ -85,11 +86,11 @@ class HubCollector(Collector):
 
     name = "hub"
 
-    def __init__(self, service):
-        self.service = service
+    def __init__(self, hub_api: Callable[..., Awaitable[tuple[int, object]]]):
+        self.hub_api = hub_api  # AreaContext.hub_api
 
     async def collect(self) -> CollectorResult:
-        code, users = await self.service.hub_api("GET", "/users?state=active&limit=10000")
+        code, users = await self.hub_api("GET", "/users?state=active&limit=10000")
         if code != 200 or not isinstance(users, list):
             raise RuntimeError(f"JupyterHub's API answered {code}")
         servers = []
@@ -112,28 +113,29 @@ def _timestamp(value) -> float | None:
         return None
 
 
-def build_collectors(service, config) -> list[Collector]:
-    """The collectors this deployment runs (MonitorConfig.collectors, or the mode's default)."""
+def build_collectors(config, *, hub_api, inventory: Callable[[], object], simulated: bool) -> list[Collector]:
+    """The collectors this deployment runs (MonitorConfig.collectors, or the mode's default).
+
+    `inventory()` is the ledger's inventory now; `simulated`: it comes from a static file."""
     names = list(config.collectors)
-    simulated = bool(getattr(service, "inventory_file", ""))
     if not names:
         names = ["hub"]
         if simulated:
             names.append("simulated")
         elif config.prometheus_url:
             names.append("prometheus")
-        elif service.desk.inventory.gpu_count:
+        elif inventory().gpu_count:
             names.append("nvml")  # a machine without GPUs has nothing to read
     out: list[Collector] = []
     for name in names:
         if name == "hub":
-            out.append(HubCollector(service))
+            out.append(HubCollector(hub_api))
         elif name == "nvml":
             out.append(NvmlCollector(os.uname().nodename, user_prefix=config.system_user_prefix))
         elif name == "prometheus":
             out.append(PrometheusCollector(config.prometheus_url, config.prometheus_token, config.collector_timeout))
         elif name == "simulated":
-            out.append(SimulatedCollector(service.desk.inventory, config.simulated_load_file))
+            out.append(SimulatedCollector(inventory, config.simulated_load_file))
         else:
             raise ValueError(f"unknown collector {name!r}; known: hub, nvml, prometheus, simulated")
     return out

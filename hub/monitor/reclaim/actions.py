@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 from ...db import audit
+from ...service.interfaces import AdmissionError
 from .rules import Action
 
 log = logging.getLogger("astrago.monitor.reclaim")
@@ -53,57 +54,59 @@ def _detail(action: Action, **extra) -> dict:
             **extra}
 
 
-async def carry_out(service, actions: list[Action], *, webhook_url: str = "", hook=None,
+async def carry_out(context, ledger, actions: list[Action], *, webhook_url: str = "", hook=None,
                     stop_wait_s: float = 60.0) -> list[dict]:
-    """Do `actions` in order; returns what happened (for the caller's log and tests)."""
+    """Do `actions` in order; returns what happened (for the caller's log and tests).
+
+    `context`: the area's AreaContext (database, hub API); `ledger`: the AdmissionLedger that
+    releases a stopped workspace's allocation (None: the spawner's stop releases it)."""
     done = []
     for action in actions:
         if action.dry_run:
             name = "reclaim.would_" + {"reclaim": "stop"}.get(action.kind, action.kind)
-            await _audit(service, name, "allowed", action, f"dry run: {action.reason}")
+            await _audit(context, name, "allowed", action, f"dry run: {action.reason}")
             done.append({"action": name, "allocation_id": action.allocation_id})
             continue
         outcome, extra = "allowed", {}
         if action.kind == "reclaim":
-            outcome, extra = await _stop_and_release(service, action, stop_wait_s)
-        await _audit(service, AUDIT[action.kind], outcome, action, action.reason, **extra)
+            outcome, extra = await _stop_and_release(context, ledger, action, stop_wait_s)
+        await _audit(context, AUDIT[action.kind], outcome, action, action.reason, **extra)
         if outcome == "allowed":
-            await notify(service, action, webhook_url=webhook_url, hook=hook)
+            await notify(context, action, webhook_url=webhook_url, hook=hook)
         done.append({"action": AUDIT[action.kind], "allocation_id": action.allocation_id, "outcome": outcome, **extra})
     return done
 
 
-async def _stop_and_release(service, action: Action, wait_s: float) -> tuple[str, dict]:
+async def _stop_and_release(context, ledger, action: Action, wait_s: float) -> tuple[str, dict]:
     user, _, name = action.owner_id.partition("/")
     path = f"/users/{quote(user)}/servers/{quote(name)}" if name else f"/users/{quote(user)}/server"
-    code, body = await service.hub_api("DELETE", path)
+    code, body = await context.hub_api("DELETE", path)
     if code not in (202, 204, 400, 404):  # 400/404: not running any more (stopped meanwhile)
         log.warning("reclaim: JupyterHub refused to stop %s: %s %s", action.owner_id, code, body)
         return "failed", {"hub_status": code}
     if code == 202:  # stopping: wait until it has, so the device is free before it is handed out again
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            c, model = await service.hub_api("GET", f"/users/{quote(user)}")
+            c, model = await context.hub_api("GET", f"/users/{quote(user)}")
             if c != 200 or name not in (model or {}).get("servers", {}):
                 break
             await asyncio.sleep(0.5)
     reason = f"reclaimed: idle GPU ({action.reason})"
-    from ...quota.desk import AdmissionError
-
-    try:
-        await service.db.run(service.desk.release, action.allocation_id, reason)
-    except AdmissionError:
-        pass  # released meanwhile (the spawner releases on stop)
+    if ledger is not None:
+        try:
+            await context.db.run(ledger.release, action.allocation_id, reason)
+        except AdmissionError:
+            pass  # released meanwhile (the spawner releases on stop)
     return "allowed", {"hub_status": code}
 
 
-async def _audit(service, name: str, outcome: str, action: Action, reason: str, **extra) -> None:
-    await service.db.run(lambda s: audit.record(
+async def _audit(context, name: str, outcome: str, action: Action, reason: str, **extra) -> None:
+    await context.db.run(lambda s: audit.record(
         s, actor="astrago-service", actor_kind="service", action=name, outcome=outcome, target=action.user,
         reason=reason, detail=_detail(action, **extra)))
 
 
-async def notify(service, action: Action, *, webhook_url: str = "", hook=None) -> None:
+async def notify(context, action: Action, *, webhook_url: str = "", hook=None) -> None:
     """The notification hook: a JSON POST to the webhook, and the configured callable."""
     payload = event(action)
     if hook is not None:
@@ -126,4 +129,4 @@ async def notify(service, action: Action, *, webhook_url: str = "", hook=None) -
         ok, status = False, str(exc)
     if not ok:
         log.warning("reclaim: webhook %s answered %s", webhook_url, status)
-        await _audit(service, "reclaim.notify", "failed", action, f"webhook answered {status}")
+        await _audit(context, "reclaim.notify", "failed", action, f"webhook answered {status}")
