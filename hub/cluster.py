@@ -190,9 +190,7 @@ def configure_jupyterhub(c, settings: ClusterSettings, environ=os.environ) -> No
     # permissions: JupyterHub custom scopes and roles, as in embedded mode
     c.JupyterHub.custom_scopes = scopes.CUSTOM_SCOPES
     c.JupyterHub.load_roles = _configured(c.JupyterHub, "load_roles", []) + scopes.roles() + [
-        {"name": "astrago-service", "description": "What the AstraGo service needs of the hub",
-         "scopes": ["list:users", "read:users", "read:groups", "read:servers", "admin:servers"],
-         "services": [scopes.SERVICE_NAME]},
+        scopes.service_role(),  # `tokens` included: Keycloak bearer callers get the hub's scopes
         {"name": "astrago-spawner", "description": "The hub's spawner asking the AstraGo service for admissions",
          "scopes": [scopes.ADMISSIONS, scopes.READ, f"access:services!service={scopes.SERVICE_NAME}"],
          "services": ["astrago-spawner"]},

@@ -218,12 +218,7 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
     # permissions: JupyterHub custom scopes and roles
     c.JupyterHub.custom_scopes = scopes.CUSTOM_SCOPES
     c.JupyterHub.load_roles = scopes.roles() + [
-        {
-            "name": "astrago-service",
-            "description": "What the AstraGo service needs of the hub",
-            "scopes": ["list:users", "read:users", "read:groups", "read:servers", "admin:servers"],
-            "services": [scopes.SERVICE_NAME],
-        },
+        scopes.service_role(),  # `tokens` included: Keycloak bearer callers get the hub's scopes
         {
             "name": "astrago-spawner",
             "description": "The hub's spawner asking the AstraGo service for admissions",

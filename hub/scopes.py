@@ -28,6 +28,7 @@ ADMISSIONS = "custom:astrago:admissions"
 QUOTA_REQUEST = "custom:astrago:quota:request"
 GPUS = "custom:astrago:gpus"
 METRICS_READ = "custom:astrago:metrics:read"
+ENVIRONMENTS_ADMIN = "custom:astrago:environments:admin"
 ADMIN = "custom:astrago:admin"
 
 CUSTOM_SCOPES = {
@@ -63,10 +64,14 @@ CUSTOM_SCOPES = {
     METRICS_READ: {
         "description": "Read AstraGo's Prometheus metrics (/services/astrago/metrics): every user's GPU use.",
     },
+    ENVIRONMENTS_ADMIN: {
+        "description": "Create and delete the environments (frameworks) users' servers and jobs run in.",
+        "subscopes": [READ],
+    },
     ADMIN: {
         "description": "Everything in AstraGo, for every user.",
         "subscopes": [READ, JOBS, UPLOADS, QUOTA_ADMIN, FLEET_ADMIN, AUDIT_READ, ADMISSIONS, QUOTA_REQUEST, GPUS,
-                      METRICS_READ],
+                      METRICS_READ, ENVIRONMENTS_ADMIN],
     },
 }
 
@@ -134,44 +139,28 @@ def roles() -> list[dict]:
     ]
 
 
+#: what the AstraGo service itself may do at the hub (its role `astrago-service`): read users, groups
+#: and servers (quotas, teams, the fleet view), stop servers (quota reconcile, idle-GPU reclaim), and `tokens`: make,
+#: read and revoke short-lived API tokens of users, through which a Keycloak bearer caller gets
+#: exactly the scopes JupyterHub computes for them (astrago.hub.auth.bearer; docs/keycloak.md)
+SERVICE_HUB_SCOPES = ["list:users", "read:users", "read:groups", "read:servers", "admin:servers", "tokens"]
+
+
+def service_role() -> dict:
+    """The hub role of the AstraGo service (`c.JupyterHub.load_roles`, embedded and cluster mode)."""
+    return {
+        "name": "astrago-service",
+        "description": "What the AstraGo service needs of the hub",
+        "scopes": list(SERVICE_HUB_SCOPES),
+        "services": [SERVICE_NAME],
+    }
+
+
 #: JupyterHub roles a Keycloak role of the same name grants by default (docs/auth-mapping.md)
 MAPPABLE_ROLES = (ADMIN_ROLE, QUOTA_ADMIN_ROLE, FLEET_ADMIN_ROLE, AUDITOR_ROLE, GPU_USER_ROLE)
-
-
-def expand_scopes(granted, username: str) -> set[str]:
-    """Scopes as the hub reports them for `username`: custom subscopes included and the
-    `!user` filter bound to the user (`custom:astrago:read!user` -> `...!user=<name>`)."""
-    result: set[str] = set()
-    todo = list(granted)
-    while todo:
-        scope = todo.pop()
-        base, sep, filt = scope.partition("!")
-        if filt == "user":
-            filt = f"user={username}"
-        full = f"{base}!{filt}" if sep else base
-        if full in result:
-            continue
-        result.add(full)
-        for sub in CUSTOM_SCOPES.get(base, {}).get("subscopes", []):
-            todo.append(f"{sub}!{filt}" if sep else sub)
-    # as the hub does: a filtered scope adds nothing next to the same scope unfiltered
-    return {s for s in result if "!" not in s or s.partition("!")[0] not in result}
-
-
-def scopes_for_user(username: str, role_names, groups=()) -> set[str]:
-    """The AstraGo scopes of a user who holds the JupyterHub roles `role_names` (by
-    AstraGo's role definitions; JupyterHub's own `self` scope left out), plus the admin
-    scopes for a member of the `astrago-admins` group."""
-    definitions = {r["name"]: r for r in roles()}
-    granted = []
-    for name in role_names:
-        granted += [s for s in definitions.get(name, {}).get("scopes", []) if s != "self"]
-    if ADMIN_GROUP in groups:
-        granted += definitions[ADMIN_ROLE]["scopes"]
-    return expand_scopes(granted, username)
 
 
 def oauth_scopes_for_service() -> list[str]:
     """Scopes a browser session with the service may carry (intersected with the user's own)."""
     return [f"access:services!service={SERVICE_NAME}", READ, JOBS, UPLOADS, QUOTA_ADMIN, FLEET_ADMIN, AUDIT_READ,
-            ADMISSIONS, QUOTA_REQUEST, GPUS, METRICS_READ, ADMIN]
+            ADMISSIONS, QUOTA_REQUEST, GPUS, METRICS_READ, ENVIRONMENTS_ADMIN, ADMIN]

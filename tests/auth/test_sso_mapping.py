@@ -1,5 +1,6 @@
 """Pure rules, compared exactly: Keycloak claims -> JupyterHub groups, roles, admin, refusal;
-JupyterHub roles -> the scopes a Keycloak bearer caller gets at the service."""
+which Authorization headers are taken for Keycloak bearer tokens. (A bearer caller's scopes are
+JupyterHub's own: tests/auth/test_bearer_hub_scopes.py checks them against a running hub.)"""
 from astrago.hub import scopes
 from astrago.hub.auth.bearer import bearer_jwt
 from astrago.hub.auth.mapping import Identity, MappingRules, describe_change, map_claims, refusal
@@ -70,18 +71,6 @@ def test_who_may_log_in_and_why_not():
     assert refusal(outsider, MappingRules.build(allow_all=True)) is None
     assert refusal(admin, MappingRules.build(allow_all=True, blocked_users={"x"})) == (
         "The account x is blocked from AstraGo.")
-
-
-def test_scopes_of_a_keycloak_bearer_caller_follow_their_hub_roles():
-    assert scopes.scopes_for_user("bob", ["user", "quota-admin"]) == {
-        "access:services!service=astrago",
-        "custom:astrago:quota:request!user=bob",  # read!user=bob: covered by unfiltered read
-        "custom:astrago:jobs!user=bob", "custom:astrago:uploads!user=bob",
-        "custom:astrago:quota:admin", "custom:astrago:read",
-    }
-    admin = scopes.scopes_for_user("root", ["user"], groups=[scopes.ADMIN_GROUP])
-    assert {scopes.ADMIN, scopes.AUDIT_READ, scopes.FLEET_ADMIN, scopes.GPUS} <= admin
-    assert scopes.scopes_for_user("eve", ["made-up-role"]) == set()
 
 
 def test_roles_loaded_into_jupyterhub_assign_nobody():
