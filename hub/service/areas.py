@@ -20,6 +20,7 @@ AREAS = {
     "jobs": "astrago.hub.jobs.area:JobsArea",
     "fleet": "astrago.hub.fleet.area:FleetArea",
     "teams": "astrago.hub.teams.area:TeamsArea",
+    "environments": "astrago.hub.environments.area:EnvironmentsArea",
 }
 
 

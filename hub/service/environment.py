@@ -44,6 +44,7 @@ ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting("ASTRAGO_PROMETHEUS_TOKEN", "MonitorConfig", "prometheus_token"),
     EnvSetting("ASTRAGO_TEAMS_ROOT", "TeamsConfig", "root"),
     EnvSetting("ASTRAGO_TEAMS_SYNC_INTERVAL", "TeamsConfig", "sync_interval", float),
+    EnvSetting("ASTRAGO_ENVIRONMENTS_ROOT", "EnvironmentsArea", "root"),
     EnvSetting("ASTRAGO_OIDC_ISSUER", "KeycloakBearerConfig", "issuer"),
     EnvSetting("ASTRAGO_OIDC_CLIENT_ID", "KeycloakBearerConfig", "client_id"),
     EnvSetting("ASTRAGO_OIDC_AUDIENCES", "KeycloakBearerConfig", "audiences", _words),
