@@ -142,6 +142,17 @@ def service_arguments(c, settings: ClusterSettings) -> list[str]:
     return args
 
 
+#: the service's Configurable classes an operator may set in the hub's config (z2jh: hub.config.<Class>)
+SERVICE_SECTIONS = ("AstraGoService", "QuotaArea", "JobsArea", "JobsConfig", "UploadsArea", "UploadsConfig",
+                    "MonitorArea", "MonitorConfig", "FleetArea", "TeamsArea", "TeamsConfig", "KeycloakBearerConfig")
+
+
+def service_config_sections(c) -> dict:
+    """The AstraGo service's settings found in the hub's config `c` (z2jh copies hub.config there):
+    the service runs in the hub pod and loads them from its data directory."""
+    return {name: dict(c[name]) for name in SERVICE_SECTIONS if name in c and len(c[name])}
+
+
 def service_environment(settings: ClusterSettings, environ=os.environ) -> dict[str, str]:
     """The managed service's environment. JupyterHub passes a managed service little of the hub's
     own, so what in-cluster Kubernetes access needs (KUBERNETES_SERVICE_*) is passed on here."""
@@ -196,7 +207,11 @@ def configure_jupyterhub(c, settings: ClusterSettings, environ=os.environ) -> No
          "services": ["astrago-spawner"]},
     ]
 
-    # the AstraGo service, managed by the hub and running in the hub pod
+    # the AstraGo service, managed by the hub and running in the hub pod; what hub.config sets for
+    # its classes reaches it through its config file (command-line values below are derived from the chart)
+    from .service.config_file import write_service_config
+
+    write_service_config(settings.service_data_dir, service_config_sections(c))
     c.JupyterHub.services = _configured(c.JupyterHub, "services", []) + [
         {"name": scopes.SERVICE_NAME, "url": settings.service_url,
          "command": [sys.executable, "-m", "astrago.hub.service", "--AstraGoService.mode=cluster",

@@ -229,11 +229,15 @@ def configure_jupyterhub(c, settings: EmbeddedSettings) -> None:
 
     # the spawner's own identity at the service (asks for admissions on users' behalf)
     spawner_token = read_or_create_secret(data / "spawner_token")
+    from .service.config_file import write_service_config
+
+    write_service_config(data, {
+        "AstraGoService": {"data_dir": str(data), "inventory_file": settings.inventory_file,
+                           "db_url": os.environ.get("ASTRAGO_DB_URL", f"sqlite:///{data / 'astrago.sqlite'}")},
+        "JobsConfig": {"user_env_prefix": settings.user_env},  # what jobs run with, like users' servers
+    })
     service_env = {
-        "ASTRAGO_INVENTORY_FILE": settings.inventory_file,
-        "ASTRAGO_USER_ENV": settings.user_env,  # what jobs run with, like users' servers
-        "ASTRAGO_DATA_DIR": str(data),
-        "ASTRAGO_DB_URL": os.environ.get("ASTRAGO_DB_URL", f"sqlite:///{data / 'astrago.sqlite'}"),
+        "ASTRAGO_DATA_DIR": str(data),  # where the service finds its config file (written above)
         "PYTHONUNBUFFERED": "1",
         **{k: v for k, v in os.environ.items() if k in ("ASTRAGO_RECONCILE_INTERVAL", "ASTRAGO_RECONCILE_GRACE",
                                                    "ASTRAGO_MONITOR_INTERVAL", "ASTRAGO_PROMETHEUS_URL", "ASTRAGO_PROMETHEUS_TOKEN",
