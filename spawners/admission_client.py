@@ -67,3 +67,11 @@ class AdmissionClient:
     async def offers(self, user: str, groups: list[str]) -> dict:
         query = urlencode([("group", g) for g in groups] or [("no_groups", "1")])
         return (await self._call("GET", f"users/{quote(user)}/offers?{query}"))[1]
+
+    async def environments(self, user: str) -> dict:
+        """The environments the user's teams allow (`{"default", "environments": [...]}`), base first."""
+        return (await self._call("GET", f"users/{quote(user)}/environments"))[1]
+
+    async def environment_for(self, user: str, name: str) -> dict:
+        """Environment `name` when `user` may run in it now; AdmissionRefused says why not, in plain words."""
+        return (await self._call("GET", f"users/{quote(user)}/environments/{quote(name, safe='')}"))[1]

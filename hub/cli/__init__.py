@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import job, login, realm_commands, up, upload
+from . import env, job, login, realm_commands, up, upload
 from .errors import CLIError
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     realm_commands.add_parser(sub)
     upload.add_parser(sub)
     job.add_parser(sub)
+    env.add_parser(sub)
     login.add_parser(sub)
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda args: print(__import__("astrago").__version__) or 0)

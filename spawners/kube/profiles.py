@@ -17,19 +17,22 @@ at all) and refuses in plain words.
 """
 from __future__ import annotations
 
+import copy
 import html
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from .. import slices
 
-__all__ = ["OptionsRefused", "SliceChoice", "allowed_by_groups", "choose", "profile_list", "slice_choices",
-           "slug_for"]
+__all__ = ["OptionsRefused", "SliceChoice", "allowed_by_groups", "choose", "environment_option", "profile_list",
+           "slice_choices", "slug_for"]
 
 MPS_WARNING = "shares a GPU: a fatal error in one program stops every program on that GPU"
 
-#: keys a spawn request may carry (the form's and the REST API's spelling)
-KNOWN_OPTIONS = frozenset({"profile", "slice"})
+#: keys a spawn request may carry (the form's and the REST API's spelling); `environment` is
+#: the environment option of every profile (KubeSpawner's `profile-option-<slug>--environment`)
+KNOWN_OPTIONS = frozenset({"profile", "slice", "environment"})
+ENVIRONMENT_OPTION = "environment"
 
 
 class OptionsRefused(Exception):
@@ -124,8 +127,25 @@ def slice_choices(offers: Mapping[str, Any], groups: Iterable[str],
     return choices
 
 
-def profile_list(choices: Iterable[SliceChoice]) -> list[dict]:
-    """KubeSpawner profiles for the selectable choices; the first GPU slice is the default.
+def environment_option(environments: Mapping[str, Any] | None) -> dict | None:
+    """KubeSpawner's `profile_options` entry offering the environments the user's teams allow
+    (`GET users/<name>/environments` of the service); None when there is nothing to choose.
+    The image is applied by GPUKubeSpawner after the service re-checks the choice."""
+    found = list((environments or {}).get("environments") or [])
+    if len(found) < 2:
+        return None
+    default = (environments or {}).get("default") or found[0]["name"]
+    choices = {}
+    for env in found:
+        what = env.get("description") or env.get("image") or ""
+        label = f"{env['name']}: {what}" if what else env["name"]
+        choices[env["name"]] = {"display_name": html.escape(label), "default": env["name"] == default}
+    return {"display_name": "Environment", "choices": choices}
+
+
+def profile_list(choices: Iterable[SliceChoice], environments: Mapping[str, Any] | None = None) -> list[dict]:
+    """KubeSpawner profiles for the selectable choices; the first GPU slice is the default. With
+    more than one environment to choose, every profile offers them (`profile_options`).
 
     KubeSpawner's form renders `description` without escaping, so it is escaped here.
     """
@@ -134,6 +154,10 @@ def profile_list(choices: Iterable[SliceChoice]) -> list[dict]:
     default = next((p for p in profiles if p["slug"] != "cpu"), profiles[0] if profiles else None)
     if default is not None:
         default["default"] = True
+    option = environment_option(environments)
+    if option is not None:
+        for profile in profiles:
+            profile["profile_options"] = {ENVIRONMENT_OPTION: copy.deepcopy(option)}
     return profiles
 
 

@@ -26,6 +26,9 @@ from ..admission_holder import AdmissionHolder
 from ..admission_queue import refuse, wait_for_admission
 from . import events, pods, profiles
 
+#: the environment every user has (the service's `base`): the deployment's own image
+BASE_ENVIRONMENT = "base"
+
 
 async def slice_profile_list(spawner) -> list[dict]:
     """KubeSpawner's `profile_list` as a callable: the slices `spawner`'s user may start now.
@@ -61,12 +64,41 @@ class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
         return profiles.slice_choices(offers, self._groups(), self.group_slices)
 
     async def slice_profiles(self, spawner=None) -> list[dict]:
-        """`profile_list` (callable): what this user may start now."""
+        """`profile_list` (callable): what this user may start now, in the environments their teams allow."""
         try:
-            return profiles.profile_list(await self.slice_choices())
+            choices = await self.slice_choices()
         except (ServiceUnavailable, AdmissionRefused) as exc:
             self.log.warning("AstraGo offers for %s unavailable: %s", self.user.name, exc)
             return []
+        try:
+            environments = await self.admission.environments(self.user.name)
+        except (ServiceUnavailable, AdmissionRefused) as exc:  # the deployment's image still works
+            self.log.warning("AstraGo environments for %s unavailable: %s", self.user.name, exc)
+            environments = None
+        return profiles.profile_list(choices, environments)
+
+    async def environment_overrides(self) -> dict:
+        """The pod's image for the environment the spawn chose, re-checked with the service (the
+        user's teams must allow it); nothing for the base environment (the deployment's image)."""
+        name = (self.user_options or {}).get(profiles.ENVIRONMENT_OPTION) or BASE_ENVIRONMENT
+        if name == BASE_ENVIRONMENT:
+            return {}
+        if not isinstance(name, str):
+            raise refuse("The environment must be a name, like torch.", reason="invalid-request")
+        try:
+            chosen = await self.admission.environment_for(self.user.name, name)
+        except AdmissionRefused as exc:
+            raise refuse(exc.detail, reason=exc.kind) from None
+        except ServiceUnavailable as exc:
+            raise refuse(f"AstraGo cannot check the environment {name} right now: {exc}",
+                         reason="service-unavailable") from None
+        if not chosen.get("image"):
+            raise refuse(f"The environment {name} has no container image; a cluster runs images.",
+                         reason="invalid-request")
+        overrides = {"image": chosen["image"], "environment": {"ASTRAGO_ENVIRONMENT": name}}
+        if chosen.get("pull_policy"):
+            overrides["image_pull_policy"] = chosen["pull_policy"]
+        return overrides
 
     # -- progress --------------------------------------------------------
 
@@ -133,6 +165,7 @@ class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
         except (ServiceUnavailable, AdmissionRefused) as exc:
             raise refuse(f"AstraGo cannot check your choice right now: {exc}",
                          reason="service-unavailable") from None
+        environment = await self.environment_overrides()
         self._note(10, f"Asking AstraGo for {choice.slice}")
         decision = await wait_for_admission(
             self.admission, owner_id=self.owner_id, user=self.user.name, groups=self._groups(),
@@ -140,9 +173,9 @@ class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
             note=self._note, timeout=self.queue_timeout, poll_interval=self.queue_poll_interval)
         model = (decision.get("placement") or {}).get("model") if self.pin_gpu_model else None
         self.allocation = {"id": decision["id"], "slice": choice.slice, "model": model}
-        self._apply_pod_settings(pods.slice_overrides(
-            choice.slice, model, self.mig_strategy, allocation_id=decision["id"], cpu=self.default_cpu,
-            memory_gib=self.default_memory_gib))
+        slice_traits = pods.slice_overrides(choice.slice, model, self.mig_strategy, allocation_id=decision["id"],
+                                            cpu=self.default_cpu, memory_gib=self.default_memory_gib)
+        self._apply_pod_settings({**slice_traits, **pods.merged_traits(slice_traits, environment)})
         self._note(30, f"Admitted: {choice.slice} ({decision.get('gpu_units', 0):.2f} GPU units); "
                        "asking Kubernetes for a pod")
 

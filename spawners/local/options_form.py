@@ -1,4 +1,5 @@
-"""The options form: the slices a user may choose, with cost, availability and quota (pure HTML)."""
+"""The options form: the slices a user may choose, with cost, availability and quota, and the
+environments their teams allow (pure HTML)."""
 from __future__ import annotations
 
 import html
@@ -8,7 +9,27 @@ def _units(value: float) -> str:
     return f"{value:.2f} GPU units"
 
 
-def render_options_form(data: dict) -> str:
+def render_environments(data: dict | None) -> str:
+    """The environment choice (`GET users/<name>/environments` of the service); nothing when only
+    the default is there to choose."""
+    environments = (data or {}).get("environments") or []
+    if len(environments) < 2:
+        return ""
+    default = (data or {}).get("default") or environments[0]["name"]
+    rows = []
+    for env in environments:
+        name = env["name"]
+        checked = " checked" if name == default else ""
+        what = env.get("description") or ("" if env.get("builtin") else " ".join(env.get("packages") or []))
+        rows.append(f'<label class="astrago-environment" data-environment="{html.escape(name)}">'
+                    f'<input type="radio" name="environment" value="{html.escape(name)}"{checked}> '
+                    f'<strong>{html.escape(name)}</strong>'
+                    + (f' <span>({html.escape(what)})</span>' if what else "") + "</label>")
+    return ('<fieldset id="astrago-environments"><legend>Choose the environment</legend>' + "".join(rows)
+            + "</fieldset><style>.astrago-environment{display:block;padding:6px 0}</style>")
+
+
+def render_options_form(data: dict, environments: dict | None = None) -> str:
     offers = data.get("offers", [])
     remaining = data.get("remaining", {})
     note = data.get("inventory_note", "")
@@ -51,6 +72,7 @@ def render_options_form(data: dict) -> str:
         f'<p id="astrago-quota-left">{html.escape(quota_line)}</p>'
         '<fieldset id="astrago-slices"><legend>Choose where your JupyterLab runs</legend>'
         + "".join(rows) + "</fieldset>"
+        + render_environments(environments) +
         "<style>.astrago-slice{display:block;padding:6px 0}.astrago-slice.disabled{opacity:.5}"
         ".astrago-note{margin-left:22px;font-size:90%;color:#666}.astrago-quota{color:#a61b1b}</style>"
     )

@@ -1,4 +1,4 @@
-"""LocalGPUSpawner: JupyterLab as the user's own system account, on a GPU slice.
+"""LocalGPUSpawner: JupyterLab as the user's own system account, on a GPU slice, in the chosen environment.
 
 Policy lives elsewhere: accounts.py (who runs it), the AstraGo service (what the
 user may have, what is free, who waits: quota, placement and the fair queue),
@@ -23,6 +23,9 @@ from ..admission_queue import refuse, wait_for_admission
 from .accounts import AccountError, ensure_account, system_username
 from .devices import env_for_placement
 from .options_form import render_options_form
+
+#: the environment every user has (the service's `base`): the shared user environment
+BASE_ENVIRONMENT = "base"
 
 
 class LocalGPUSpawner(AdmissionHolder, LocalProcessSpawner):
@@ -79,10 +82,56 @@ class LocalGPUSpawner(AdmissionHolder, LocalProcessSpawner):
             return (f'<div class="alert alert-danger">AstraGo cannot list your choices right now: '
                     f'{html.escape(str(exc))} Reload in a moment.</div>'
                     '<input type="hidden" name="slice" value="cpu">')
-        return render_options_form(offers)
+        try:
+            environments = await self.admission.environments(self.user.name)
+        except (ServiceUnavailable, AdmissionRefused) as exc:  # the shared environment still works
+            self.log.warning("AstraGo environments for %s unavailable: %s", self.user.name, exc)
+            environments = None
+        return render_options_form(offers, environments)
 
     def options_from_form(self, formdata):
-        return {"slice": (formdata.get("slice") or ["cpu"])[0]}
+        options = {"slice": (formdata.get("slice") or ["cpu"])[0]}
+        if (formdata.get("environment") or [""])[0]:
+            options["environment"] = formdata["environment"][0]
+        return options
+
+    # -- the environment ------------------------------------------------
+
+    #: the server's Python environment for this start (the chosen one's prefix, else user_env_prefix)
+    _environment_prefix: str | None = None
+    _configured_cmd: list | None = None
+
+    @property
+    def environment_prefix(self) -> str:
+        return self._environment_prefix or self.user_env_prefix
+
+    async def _choose_environment(self) -> str:
+        """The prefix the server runs from: the environment the spawn chose, re-checked with the
+        service (the user's teams must allow it and it must be ready), or the shared one."""
+        name = (self.user_options or {}).get("environment") or BASE_ENVIRONMENT
+        if name == BASE_ENVIRONMENT:
+            return self.user_env_prefix
+        if not isinstance(name, str):
+            raise refuse("The environment must be a name, like torch.", reason="invalid-request")
+        try:
+            chosen = await self.admission.environment_for(self.user.name, name)
+        except AdmissionRefused as exc:
+            raise refuse(exc.detail, reason=exc.kind) from None
+        except ServiceUnavailable as exc:
+            raise refuse(f"AstraGo cannot check the environment {name} right now: {exc}",
+                         reason="service-unavailable") from None
+        if not chosen.get("prefix"):
+            raise refuse(f"The environment {name} is a container image; this machine runs Python environments.",
+                         reason="invalid-request")
+        return chosen["prefix"]
+
+    def _command_in(self, prefix: str) -> list[str]:
+        """The configured command, its program taken from the environment at `prefix`."""
+        if self._configured_cmd is None:
+            self._configured_cmd = list(self.cmd)
+        if prefix == self.user_env_prefix:
+            return list(self._configured_cmd)
+        return [str(Path(prefix) / "bin" / Path(self._configured_cmd[0]).name)] + self._configured_cmd[1:]
 
     # -- progress ------------------------------------------------------
 
@@ -119,12 +168,13 @@ class LocalGPUSpawner(AdmissionHolder, LocalProcessSpawner):
         env["USER"] = account.pw_name
         env["HOME"] = account.pw_dir
         env["SHELL"] = account.pw_shell or "/bin/bash"
-        env["PATH"] = f"{Path(self.user_env_prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin"
+        env["PATH"] = f"{Path(self.environment_prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin"
         return env
 
     def get_env(self):
         env = super().get_env()
         env.update(self.extra_user_env)
+        env["ASTRAGO_ENVIRONMENT"] = (self.user_options or {}).get("environment") or BASE_ENVIRONMENT
         if self.allocation:
             env.update(env_for_placement(self.allocation.get("slice", "cpu"), self.allocation.get("placement") or {},
                                          mps_pipe_dir=self.mps_pipe_dir, mps_log_dir=self.mps_log_dir))
@@ -161,9 +211,13 @@ class LocalGPUSpawner(AdmissionHolder, LocalProcessSpawner):
                     await done
             except Exception:
                 self.log.exception("account_ready_hook failed for %s", self.user.name)
+        self._environment_prefix = prefix = await self._choose_environment()
+        self.cmd = self._command_in(prefix)
         if not shutil.which(self.cmd[0]):
             raise refuse(f"{self.cmd[0]} is missing: run 'make run' again to set up the user environment.",
                          reason="environment")
+        if prefix != self.user_env_prefix:
+            self._note(12, f"Environment {self.user_options['environment']} ({prefix})")
         self._note(15, f"Asking AstraGo for {slice_name}")
         decision = await wait_for_admission(
             self.admission, owner_id=self.owner_id, user=self.user.name, groups=self._groups(),
