@@ -15,6 +15,8 @@ collector) are absent series, never zero. Never a `job` or `instance` label: Pro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 from typing import Any, Callable
 
 from prometheus_client.samples import Sample
@@ -42,25 +44,34 @@ class Document:
 
 
 class _Series(RenderedFamily):
-    """A family of one sample name: label values (`keys`), their label text (`rows`), values."""
+    """A family of one sample name: label values (`keys`, or a function making them: only samples
+    need them), their label text (`rows`) and the values."""
 
     def __init__(self, name, documentation, typ, sample_name, label_names, keys, rows, values, fmt):
         self.sample_name, self.label_names, self.keys, self.rows, self.values, self.fmt = (
             sample_name, label_names, keys, rows, values, fmt)
         head = f"# HELP {sample_name} {documentation}\n# TYPE {sample_name} {typ}\n"
-        if label_names:
-            body = "".join([f"{sample_name}{{{lb}}} {fmt(v)}\n" for lb, v in zip(rows, values)])
-        else:
-            body = "".join([f"{sample_name} {fmt(v)}\n" for v in values])
-        super().__init__(name, documentation, typ, (head + body).encode(), self._samples_now)
+        super().__init__(name, documentation, typ, (head + _lines(sample_name, rows, values, fmt)).encode(),
+                         self._samples_now)
 
     def _samples_now(self):
-        names = self.label_names
+        names, keys = self.label_names, self.keys() if callable(self.keys) else self.keys
         return [Sample(self.sample_name, {n: str(x) for n, x in zip(names, key)}, float(self.fmt(v)))
-                for key, v in zip(self.keys, self.values)]
+                for key, v in zip(keys, self.values)]
 
     def same_as(self, documentation, rows, values) -> bool:
         return self.rows == rows and self.values == values and self.documentation == documentation
+
+
+def _lines(name: str, rows, values, fmt) -> str:
+    """The sample lines; the common formats inline (a call per line is most of the cost)."""
+    if rows and not rows[0]:
+        return "".join([f"{name} {fmt(v)}\n" for v in values])
+    if fmt is repr:
+        return "".join([f"{name}{{{lb}}} {v!r}\n" for lb, v in zip(rows, values)])
+    if fmt is str:
+        return "".join([f"{name}{{{lb}}} {v}\n" for lb, v in zip(rows, values)])
+    return "".join([f"{name}{{{lb}}} {fmt(v)}\n" for lb, v in zip(rows, values)])
 
 
 def _repr6(v) -> str:
@@ -81,6 +92,10 @@ def _num6(v) -> str:
 
 def _num3(v) -> str:
     return _num(round(v, 3))
+
+
+def _held(allocation_id) -> str:
+    return "1" if allocation_id else "0"
 
 
 def _unit_seconds(gpu_hours) -> str:
@@ -120,19 +135,18 @@ class _Builder:
         self.labels: dict = {}
         self.rendered = 0
 
-    def rows(self, kind: str, keys, make: Callable) -> list[str]:
+    def rows(self, kind: str, keys: list, make: Callable) -> list[str]:
         """The label text of each key, formatted only for keys the previous refresh did not have."""
         old = self.old_labels.get(kind, {})
-        new = self.labels.setdefault(kind, {})
-        get = old.get
-        out = []
-        append = out.append
-        for k in keys:
-            text = get(k)
-            if text is None:
-                text = make(k)
-            new[k] = text
-            append(text)
+        out = list(map(old.get, keys))
+        if None in out:
+            for i, text in enumerate(out):
+                if text is None:
+                    out[i] = make(keys[i])
+        elif len(old) == len(keys):  # (keys are unique) the same series as before: the same labels
+            self.labels[kind] = old
+            return out
+        self.labels[kind] = dict(zip(keys, out))
         return out
 
     def family(self, name, typ, documentation, label_names=(), keys=(), rows=(), values=(), fmt=_num):
@@ -157,12 +171,18 @@ class _Builder:
 
     def present(self, name, documentation, keys, rows, values, fmt):
         """A gauge of the series whose value is known (None: absent, never zero)."""
-        picked = [(k, r, v) for k, r, v in zip(keys, rows, values) if v is not None]
-        k, r, v = (list(x) for x in zip(*picked)) if picked else ([], [], [])
-        self.family(name, "gauge", documentation, _LABELS[name], k, r, v, fmt)
+        if None in values:
+            known = [v is not None for v in values]
+            rows, values = list(compress(rows, known)), list(compress(values, known))
+            all_keys = keys
+            keys = (lambda: list(compress(all_keys, known))) if values else []
+        self.family(name, "gauge", documentation, _LABELS[name], keys, rows, values, fmt)
 
 
 _SLICE = ("node", "gpu", "slice", "profile", "kind", "user", "owner_kind", "owner")
+_SLICE_KEY = attrgetter("node", "gpu_index", "slice_id", "profile", "kind", "user", "owner_kind", "owner")
+_ALLOCATION, _UTILIZATION = attrgetter("allocation_id"), attrgetter("utilization")
+_MEMORY_USED, _MEMORY_TOTAL = attrgetter("memory_used_bytes"), attrgetter("memory_total_bytes")
 _GPU = ("node", "gpu")
 _LABELS = {
     "astrago_gpu_up": _GPU, "astrago_gpu_utilization_ratio": _GPU, "astrago_gpu_memory_used_bytes": _GPU,
@@ -238,18 +258,18 @@ def _gpus_and_slices(b: _Builder, doc: Document) -> None:
 
     # slices, each with who holds it: the bulk of the document
     slices = view.slices
-    keys = [(s.node, s.gpu_index, s.slice_id, s.profile, s.kind, s.user, s.owner_kind, s.owner) for s in slices]
+    keys = list(map(_SLICE_KEY, slices))
     rows = b.rows("slice", keys, _slice_label)
     b.family("astrago_slice_allocated", "gauge", "1 if the slice (MIG instance, whole GPU or MPS share) is "
              "allocated; user/owner say to whom (a workspace \"user/server\" or a job id).", _SLICE, keys, rows,
-             [1 if s.allocation_id else 0 for s in slices], str)
+             list(map(_ALLOCATION, slices)), _held)
     b.present("astrago_slice_utilization_ratio", "Share of time the slice was busy (0-1): GPU utilisation, a MIG "
               "instance's graphics-engine activity, an MPS share's SM use.", keys, rows,
-              [s.utilization for s in slices], repr)
+              list(map(_UTILIZATION, slices)), repr)
     b.present("astrago_slice_memory_used_bytes", "GPU memory the slice uses.", keys, rows,
-              [s.memory_used_bytes for s in slices], _int)
+              list(map(_MEMORY_USED, slices)), _int)
     b.present("astrago_slice_memory_total_bytes", "GPU memory the slice has.", keys, rows,
-              [s.memory_total_bytes for s in slices], _int)
+              list(map(_MEMORY_TOTAL, slices)), _int)
     idle = doc.idle_seconds
     b.present("astrago_slice_idle_seconds", "How long an allocated workspace slice has been under the reclaim "
               "policy's idle threshold (0 while busy).", keys, rows,
@@ -281,30 +301,22 @@ def _users_and_groups(b: _Builder, view: FleetView) -> None:
              [u.servers for u in users], str)
     b.family("astrago_user_gpu_unit_seconds", "gauge", "GPU-unit seconds allocated to the user in the rolling quota "
              "period (divide by 3600 for GPU-hours).", user, keys, rows, [u.gpu_hours for u in users], _unit_seconds)
-    dims = [(u, dim) for u in users for dim in u.limits]
-    keys = [(u.name, dim) for u, dim in dims]
+    keys, limits, used = [], [], []
+    for u in users:
+        for dim, limit in u.limits.items():
+            keys.append((u.name, dim))
+            limits.append(limit)
+            used.append(getattr(u, dim))  # a quota dimension names the UserView field it limits
     rows = b.rows("user_dimension", keys, _user_dimension_label)
     b.family("astrago_user_quota_limit", "gauge", "The user's effective quota per dimension, in the dimension's "
              "unit (gpu_units, cpu cores, memory_gib, servers, gpu_hours); only dimensions with a limit.",
-             ("user", "dimension"), keys, rows, [u.limits[dim] for u, dim in dims])
+             ("user", "dimension"), keys, rows, limits)
     b.family("astrago_user_quota_used", "gauge", "What the user uses of each dimension that has a limit.",
-             ("user", "dimension"), keys, rows, [_used(u, dim) for u, dim in dims], _num6)
+             ("user", "dimension"), keys, rows, used, _num6)
     b.small("astrago_group_gpu_units", "gauge", "GPU units held by members charged to the group (their "
             "accounting group).", ("group",), [((g,), units) for g, units in sorted(view.groups.items())], _num6)
     b.small("astrago_group_quota_limit", "gauge", "A group's quota per dimension.", ("group", "dimension"),
             [((g, dim), limit) for g, limits in sorted(view.group_limits.items()) for dim, limit in limits.items()])
-
-
-def _used(u, dim: str) -> float:
-    if dim == "gpu_units":
-        return u.gpu_units
-    if dim == "cpu":
-        return u.cpu
-    if dim == "memory_gib":
-        return u.memory_gib
-    if dim == "servers":
-        return u.servers
-    return u.gpu_hours
 
 
 def _servers_jobs_and_reclaim(b: _Builder, doc: Document) -> None:
