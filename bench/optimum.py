@@ -76,7 +76,12 @@ def solve(inventory: ClusterInventory, events: list[dict], time_limit: float = 1
             request = slices.parse_slice(r["slice"])
         except slices.InvalidSlice:
             continue
-        model = r.get("model")
+        model = None
+        if r.get("model"):  # aliases (A30-24GB) mean what they mean to the placer; unknown models place nowhere
+            known = slices.find_model(r["model"])
+            if known is None:
+                continue
+            model = known.name
         if request.kind == "mig":
             for g, (node, gpu) in enumerate(mig_gpus):
                 gm = slices.GPU_MODELS[gpu.model]

@@ -5,10 +5,13 @@ for one slice drawn from a mix. Events are `{"t", "op": "request"|"release", "id
 "slice", "model"?}` ordered by time; a release refers to an earlier request id.
 
     python -m bench.trace_generator --mix uniform --requests 400 --load 1.1 --seed 1 > t.jsonl
+    python -m bench.trace_generator --mix uniform --at-once --load 1.0 --seed 1 > batch.jsonl
     python -m bench.trace_generator --cluster-gpus 1000 > cluster-1000.yaml
 
 `--load` is the offered load: mean concurrent requested GPU units over the cluster's GPU
 units (1.0 = the cluster would be exactly full if everything could be packed perfectly).
+`--at-once` makes a batch trace: every request at t = 0 (requested units = load x the
+cluster's units, so `--requests` is ignored), each released after its holding time.
 """
 
 from __future__ import annotations
@@ -67,6 +70,22 @@ def generate(mix: dict[str, float], requests: int, capacity_units: float, load: 
     return events
 
 
+def generate_at_once(mix: dict[str, float], capacity_units: float, load: float, mean_hold: float, seed: int,
+                     users: int = 40) -> list[dict]:
+    """A batch: requests at t = 0 until their GPU units reach `load` x `capacity_units`."""
+    rng = random.Random(seed)
+    names, weights = list(mix), list(mix.values())
+    requests, releases, units = [], [], 0.0
+    while units < load * capacity_units:
+        rid = f"r{len(requests)}"
+        slice_name = rng.choices(names, weights)[0]
+        requests.append({"t": 0.0, "op": "request", "id": rid, "user": f"u{rng.randrange(users)}",
+                         "slice": slice_name})
+        releases.append((round(rng.expovariate(1 / mean_hold), 3), rid))
+        units += float(slice_gpu_units(None, slice_name))
+    return requests + [{"t": at, "op": "release", "id": rid} for at, rid in sorted(releases)]
+
+
 def cluster_spec(gpus: int, gpus_per_node: int = 8, mig_share: float = 0.75, mps_share: float = 0.125) -> dict:
     """A cluster of 80 GB GPUs (H100 and A100 alternating by node): per node, most GPUs in MIG
     mode (uncut), some MPS (4 replicas), the rest whole."""
@@ -91,6 +110,7 @@ def main(argv=None) -> None:
     parser.add_argument("--load", type=float, default=1.0)
     parser.add_argument("--mean-hold", type=float, default=3600.0, help="mean holding time, seconds")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--at-once", action="store_true", help="a batch: every request at t = 0")
     parser.add_argument("--cluster-gpus", type=int, help="write a cluster file (YAML) of this many GPUs instead")
     args = parser.parse_args(argv)
     if args.cluster_gpus:
@@ -98,7 +118,11 @@ def main(argv=None) -> None:
 
         yaml.safe_dump(cluster_spec(args.cluster_gpus), sys.stdout, sort_keys=False, default_flow_style=None)
         return
-    for event in generate(MIXES[args.mix], args.requests, args.gpus, args.load, args.mean_hold, args.seed):
+    if args.at_once:
+        events = generate_at_once(MIXES[args.mix], args.gpus, args.load, args.mean_hold, args.seed)
+    else:
+        events = generate(MIXES[args.mix], args.requests, args.gpus, args.load, args.mean_hold, args.seed)
+    for event in events:
         sys.stdout.write(json.dumps(event) + "\n")
 
 

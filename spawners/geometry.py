@@ -166,6 +166,13 @@ class DemandAwareChooser:
         self.estimator = estimator
         self.now = 0.0
 
+    def plan_batch(self, placer, demand: Mapping[str, int]) -> dict[str, Counter]:
+        """Cuts of idle GPUs for a batch of pending requests (`Placer.place_batch`): the fleet
+        plan (`plan_geometries`) for the batch's demand. Unlike arrivals one at a time, the whole
+        demand is known, so cutting to it strands nothing."""
+        plan = plan_geometries(placer.inventory, demand, placer)
+        return {gpu.uuid: Counter(gpu.proposed) for gpu in plan.gpus if gpu.recut and not gpu.busy}
+
     def geometry_for(self, model, profile, placer):
         shares = self.estimator.arrival_shares(self.now)
         candidates, units = _homogeneous_candidates(model.name, profile)

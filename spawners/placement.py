@@ -28,7 +28,7 @@ import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Mapping, Protocol
+from typing import Iterable, Mapping, Protocol
 
 from . import slices
 from .inventory import ClusterInventory, NodeInventory
@@ -76,7 +76,11 @@ class GpuSnapshot:
 
 
 class GeometryChooser(Protocol):
-    """Decides what an idle MIG GPU is re-cut to when `profile` has no free instance."""
+    """Decides what an idle MIG GPU is re-cut to when `profile` has no free instance.
+
+    A chooser may also offer `plan_batch(placer, demand) -> {gpu uuid: geometry}`: the cuts of
+    idle GPUs for a whole batch's MIG demand (profile -> count), which `Placer.place_batch` makes
+    before it places the batch."""
 
     def geometry_for(self, model: slices.GPUModel, profile: str, placer: "Placer") -> Mapping[str, int]:
         ...
@@ -231,6 +235,7 @@ class Placer:
             raise ValueError("fit must be 'best' or 'first'")
         self.recut = recut
         self.fit = fit
+        self.inventory = inventory  # what the placer was built over (its devices; states are the placer's)
         self.reconfigurations = 0
         self.last_refusal: str | None = None
         self._allocations: dict[str, _Allocation] = {}
@@ -239,6 +244,7 @@ class Placer:
         self._gpus: list[_Gpu] = []
         self._gpus_by_uuid: dict[str, _Gpu] = {}
         self._pending_recuts: list[str] = []  # GPUs re-cut while placing the current request
+        self._cut_for_batch: set[str] = set()  # GPUs `place_batch` re-cut that no placement has reported yet
         # Indexes: free MIG instances per (model, profile); idle MIG GPUs per model; MPS GPUs
         # with a free replica per (model, replicas); nodes with free whole GPUs per model.
         self._free_mig: dict[tuple, _PreferenceIndex] = defaultdict(_PreferenceIndex)
@@ -323,8 +329,11 @@ class Placer:
         request = slices.parse_slice(slice_name)
         if count < 1:
             raise ValueError("count must be at least 1")
-        if model is not None and model not in slices.GPU_MODELS:
-            raise slices.InvalidSlice(f"{model!r} is not a GPU model AstraGo knows.")
+        if model is not None:
+            known = slices.find_model(model)
+            if known is None:
+                raise slices.InvalidSlice(f"{model!r} is not a GPU model AstraGo knows.")
+            model = known.name
         if node is not None and node not in self._nodes:
             self.last_refusal = f"there is no node {node!r}"
             return None
@@ -346,6 +355,35 @@ class Placer:
             return None
         self._allocations[request_id] = allocation
         return allocation.placement
+
+    def place_batch(self, requests: Iterable[tuple]) -> list[Placement | None]:
+        """Place requests pending together (`(request_id, slice_name[, model])` each, e.g. all that
+        arrived at once): when the chooser plans batches, the idle MIG GPUs are first cut for the
+        batch's whole MIG demand, so no single request's cut strands what the others need; then
+        the requests are placed largest first. Placements (or None) in the order given; a GPU
+        cut for the batch is in `recut_gpus` of the first placement on it."""
+        requests = [tuple(r) for r in requests]
+        units = []
+        demand: Counter = Counter()
+        for request in requests:
+            parsed = slices.parse_slice(request[1])
+            units.append(slices.slice_gpu_units(request[2] if len(request) > 2 else None, request[1]))
+            if parsed.kind == "mig":
+                demand[parsed.profile] += 1
+        plan_batch = getattr(self.recut, "plan_batch", None)
+        if demand and plan_batch is not None:
+            for uuid, geometry in plan_batch(self, dict(demand)).items():
+                gpu = self._gpus_by_uuid[uuid]
+                if gpu.busy == 0 and not gpu.device.time_slicing_replicas and gpu.model is not None \
+                        and Counter(geometry) != Counter(i.profile for i in gpu.instances):
+                    self._recut(gpu, Counter(geometry))
+                    self._cut_for_batch.add(uuid)
+            self._pending_recuts = []
+        placed: list[Placement | None] = [None] * len(requests)
+        for k in sorted(range(len(requests)), key=lambda k: -units[k]):
+            request_id, slice_name, *model = requests[k]
+            placed[k] = self.place(request_id, slice_name, model=model[0] if model else None)
+        return placed
 
     def restore(self, request_id: str, slice_name: str, held: Mapping) -> bool:
         """Re-take exactly the devices a saved placement names (`gpu_uuids`,
@@ -528,7 +566,10 @@ class Placer:
             self.allocated_instances[(model.name, instance.profile)] += 1
         for gpu in {gpu.seq: gpu for _, gpu in taken}.values():
             self._reindex_mig(gpu)
-        recut, self._pending_recuts = tuple(self._pending_recuts), []
+        cut_for_batch = [uuid for uuid in dict.fromkeys(gpu.device.uuid for _, gpu in taken)
+                         if uuid in self._cut_for_batch]
+        self._cut_for_batch.difference_update(cut_for_batch)
+        recut, self._pending_recuts = tuple(self._pending_recuts) + tuple(cut_for_batch), []
         placement = Placement(
             request_id=request_id, slice=slice_name, node=node, model=model.name,
             gpu_units=slices.slice_gpu_units(model, slice_name) * len(taken),

@@ -292,6 +292,32 @@ def identify_model(nvml_name: str | None = None, pci_device_id: int | str | None
     return None
 
 
+def _model_aliases() -> dict[str, GPUModel]:
+    """Normalised names -> model: the catalogue key, the key with the memory where it lacks it
+    ("A30-24GB"), the display name ("NVIDIA A30 24GB") and the NVML product names."""
+    aliases: dict[str, GPUModel] = {}
+    for model in GPU_MODELS.values():
+        memory = f"-{model.memory_gib}GB"
+        names = (model.name, model.name if model.name.endswith(memory) else model.name + memory,
+                 model.display_name, *model.nvml_names)
+        for name in names:
+            aliases.setdefault(_normalise_product(name), model)
+    return aliases
+
+
+_MODEL_ALIASES = _model_aliases()
+
+
+def find_model(name: str | None) -> GPUModel | None:
+    """The catalogue model a name means: its key (`A30`) or an alias (`A30-24GB`, `NVIDIA A30 24GB`,
+    `NVIDIA-A30`); None for a name the catalogue does not know."""
+    if not name:
+        return None
+    if name in GPU_MODELS:
+        return GPU_MODELS[name]
+    return _MODEL_ALIASES.get(_normalise_product(name))
+
+
 def gfd_product_labels(model: GPUModel) -> tuple[str, ...]:
     """`nvidia.com/gpu.product` values GPU feature discovery gives this model's GPUs
     (the NVML name with spaces as dashes)."""
@@ -364,10 +390,10 @@ def parse_slice(name: str) -> SliceRequest:
 def _as_model(model: GPUModel | str | None) -> GPUModel | None:
     if model is None or isinstance(model, GPUModel):
         return model
-    try:
-        return GPU_MODELS[model]
-    except KeyError:
-        raise InvalidSlice(f"{model!r} is not a GPU model AstraGo knows.") from None
+    found = find_model(model)
+    if found is None:
+        raise InvalidSlice(f"{model!r} is not a GPU model AstraGo knows.")
+    return found
 
 
 def _mig_profile(model: GPUModel | None, profile: str) -> tuple[GPUModel, MigProfile]:

@@ -67,7 +67,7 @@ def inventory_from_cluster_spec(data: Mapping[str, Any], where: str = "cluster s
 
 
 def _gpu(node: str, position: int, spec: Mapping[str, Any], where: str) -> GPUDevice:
-    model = slices.GPU_MODELS.get(spec.get("model"))
+    model = slices.find_model(spec.get("model"))
     if model is None:
         raise InvalidInventory(f"{where}: unknown model {spec.get('model')!r}; "
                                f"known: {', '.join(slices.GPU_MODELS)}")

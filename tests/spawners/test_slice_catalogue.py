@@ -219,6 +219,31 @@ def test_identify_model(kwargs, expected):
     assert (model.name if model else None) == expected
 
 
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("A30", "A30"),
+        ("A30-24GB", "A30"),  # the key with its memory, as other inventories write it
+        ("NVIDIA A30 24GB", "A30"),  # the display name
+        ("nvidia-a30", "A30"),  # an NVML/GFD spelling
+        ("H100-80GB", "H100-80GB"),
+        ("NVIDIA H100 80GB HBM3", "H100-80GB"),
+        ("A100-SXM4-40GB", "A100-40GB"),
+        ("H200-141GB", "H200-141GB"),
+        ("A100", None),  # which memory is unsaid
+        ("T4", None),
+        ("", None),
+    ],
+)
+def test_find_model_accepts_aliases(name, expected):
+    model = slices.find_model(name)
+    assert (model.name if model else None) == expected
+
+
+def test_units_of_a_slice_on_an_alias_of_a_model():
+    assert slices.slice_gpu_units("A30-24GB", "2g.12gb") == Fraction(1, 2)
+
+
 def test_pci_id_wins_over_a_name():
     assert slices.identify_model(nvml_name="NVIDIA A30", pci_device_id=0x2330).name == "H100-80GB"
 

@@ -229,3 +229,39 @@ def test_local_placer_refuses_only_when_nothing_fits(scenario):
                 if i.holder is None and i.profile == profile and g.mode == "mig"
                 and (model is None or g.model == model) and (node is None or g.node == node)]
         assert (placer.place(f"r{n}", profile, model=model, node=node) is not None) == bool(free)
+
+
+def test_a_model_alias_places_like_its_catalogue_name():
+    placer = Placer(cluster(("ws", [{"model": "A30-24GB", "mode": "mig", "geometry": {"2g.12gb": 2}}])))
+    placement = placer.place("a", "2g.12gb", model="A30-24GB")
+    assert (placement.model, placement.gpu_units, placement.mig_instance_uuids) == (
+        "A30", Fraction(1, 2), ("MIG-sim-ws-0-2-2g.12gb",))
+    with pytest.raises(slices.InvalidSlice) as error:
+        placer.place("b", "2g.12gb", model="A30-32GB")
+    assert str(error.value) == "'A30-32GB' is not a GPU model AstraGo knows."
+
+
+def test_a_batch_is_cut_for_its_whole_demand_before_it_is_placed():
+    """One at a time, the 1g's cut takes a whole GPU and the 7g finds none; cut for the batch,
+    both GPUs serve the most GPU units (the 1g is what does not fit)."""
+    inventory = cluster(("n", [{"model": H100, "mode": "mig"}, {"model": H100, "mode": "mig"}]))
+    batch = [("a", "1g.10gb"), ("b", "4g.40gb"), ("c", "3g.40gb"), ("d", "7g.80gb")]
+    one_at_a_time = Placer(inventory, recut=DemandAwareChooser(DemandEstimator()))
+    assert [p.gpu_units if p else None for p in (one_at_a_time.place(*r) for r in batch)] == [
+        Fraction(1, 7), Fraction(4, 7), Fraction(3, 7), None]
+    together = Placer(inventory, recut=DemandAwareChooser(DemandEstimator()))
+    placed = together.place_batch(batch)
+    assert [(p.request_id, p.mig_instance_uuids, p.gpu_units, p.recut_gpus) if p else None for p in placed] == [
+        None,
+        ("b", ("MIG-sim-n-1-0-4g.40gb",), Fraction(4, 7), ("GPU-sim-n-1",)),
+        ("c", ("MIG-sim-n-1-4-3g.40gb",), Fraction(3, 7), ()),
+        ("d", ("MIG-sim-n-0-0-7g.80gb",), Fraction(1), ("GPU-sim-n-0",)),
+    ]
+    assert together.reconfigurations == 2
+
+
+def test_a_batch_without_a_planning_chooser_is_placed_largest_first():
+    inventory = cluster(("n", [{"model": H100, "mode": "mig"}]))
+    placer = Placer(inventory, recut=FillWithProfile(), fit="first")
+    placed = placer.place_batch([("small", "1g.10gb"), ("large", "7g.80gb")])
+    assert [p.request_id if p else None for p in placed] == [None, "large"]
