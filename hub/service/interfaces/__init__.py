@@ -13,10 +13,11 @@ from .admission import (CLUSTER_HOLDER, DRAIN_HOLDER, AdmissionError, AdmissionL
 from .jobs import JobsReader, JobsSnapshot
 from .metrics import MetricsSource
 from .storage import StorageLimits
+from .teams import DatasetCatalog, DatasetUsage, TeamStorageLimits
 
 __all__ = [
     "AccountingReader", "AccountingSnapshot", "HeldAllocation", "UsageReader",
     "AdmissionError", "AdmissionLedger", "AdmissionOutcome", "AdmissionRequest", "AllocationRecord",
     "CLUSTER_HOLDER", "DRAIN_HOLDER", "InventoryRebuild", "JobsReader", "JobsSnapshot", "MetricsSource",
-    "StorageLimits",
+    "StorageLimits", "DatasetCatalog", "DatasetUsage", "TeamStorageLimits",
 ]
