@@ -23,7 +23,7 @@ run: setup
 test: setup-test
 	bash tests/run_suite.sh
 
-setup: system-packages .stamp-venv .stamp-npm .stamp-user-env keycloak
+setup: system-packages .stamp-venv .stamp-npm .stamp-labextension .stamp-user-env keycloak
 
 setup-test: setup system-test-packages .stamp-venv-test
 
@@ -61,16 +61,37 @@ keycloak: .stamp-venv
 	npm run build
 	touch $@
 
+# The JupyterLab extension (docs/jupyterlab-extension.md): its npm packages from its own
+# package-lock.json into extensions/labextension/node_modules, then TypeScript -> lib/ and the prebuilt
+# federated extension -> astrago_jupyterlab/labextension (both ignored). Rebuilt only when a source changed.
+LABEXT := extensions/labextension
+LABEXT_SOURCES := $(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*) $(LABEXT)/tsconfig.json
+LABEXT_PYTHON := $(wildcard $(LABEXT)/astrago_jupyterlab/*.py) $(LABEXT)/setup.py $(LABEXT)/pyproject.toml \
+  $(wildcard $(LABEXT)/jupyter-config/*/*.json)
+
+.stamp-labextension-npm: $(LABEXT)/package.json $(LABEXT)/package-lock.json
+	cd $(LABEXT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.stamp-labextension: .stamp-labextension-npm $(LABEXT_SOURCES)
+	cd $(LABEXT) && npm run --silent build
+	touch $@
+
 # rebuilt whenever the package changes, so users' servers see the current extensions
 # (and jobs the current runner and client: they run from this environment)
-.stamp-user-env: .stamp-venv $(shell find extensions hub/jobs hub/client -name '*.py' 2>/dev/null) pyproject.toml
+.stamp-user-env: .stamp-venv .stamp-labextension $(LABEXT_PYTHON) pyproject.toml \
+  $(shell find extensions hub/jobs hub/client -path $(LABEXT) -prune -o -name '*.py' -print 2>/dev/null)
 	[ -x $(USER_ENV)/bin/python ] || $(PYTHON_BASE) -m venv $(USER_ENV)
 	@if [ "$(USER_ENV)" != "$(abspath $(VENV))" ]; then \
 	  $(USER_ENV)/bin/pip install -q --upgrade pip && \
 	  $(USER_ENV)/bin/pip install -q "jupyterhub==$$($(PY) -c 'import jupyterhub;print(jupyterhub.__version__)')" \
-	    "jupyterlab>=4.2,<5" requests "tuspy>=1.1,<2" "papermill>=2.6" ipykernel && \
+	    "jupyterlab>=4.6.6,<4.7" requests "tuspy>=1.1,<2" "papermill>=2.6" ipykernel && \
 	  $(USER_ENV)/bin/pip install -q --no-deps --force-reinstall . && \
 	  chmod -R a+rX $(USER_ENV); fi
+	# the JupyterLab extension (status-bar slice, jobs panel, "Run as job") and its server extension
+	$(USER_ENV)/bin/pip install -q --force-reinstall --no-deps ./$(LABEXT)
+	$(USER_ENV)/bin/jupyter server extension list 2>&1 | grep -q 'astrago_jupyterlab.*enabled'
+	chmod -R a+rX $(USER_ENV)
 	# every kernel of the user environment loads the AstraGo magics (%job, %%job, %jobs)
 	$(USER_ENV)/bin/python -m astrago.extensions.ipython_config $(USER_ENV)
 	chmod -R a+rX $(USER_ENV)/etc/ipython

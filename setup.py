@@ -17,6 +17,8 @@ def discover():
             rel = init.parent.relative_to(folder)
             if rel.parts and rel.parts[0].startswith("_"):
                 continue  # extensions/_root is the `astrago` package itself
+            if folder == "extensions" and rel.parts and rel.parts[0] == "labextension":
+                continue  # the JupyterLab extension is a distribution of its own (astrago-jupyterlab)
             packages.append(".".join((name, *rel.parts)) if rel.parts else name)
     return packages
 
