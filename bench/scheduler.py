@@ -8,10 +8,11 @@ Cluster: 1,000 GPUs of mixed slices (whole H100s and A100s, H100s cut to MIG 1g.
 Queue: 10,000 pending jobs from 200 users in 20 groups (weights 1 to 4), slices mixed from
 1g.10gb to gpu-8, priorities -2..2, some users under a GPU quota.
 
-Part 1, cycle time. The cycle timed is `astrago.hub.quota.desk.plan_admissions`, the very
-function `AdmissionDesk.schedule()` runs on the in-memory state it reads from the database
-once per cycle (fair order, quota check, placement, backfill), with usage weighed as the
-desk weighs it (`committed_usage`: decayed GPU-hours plus what is held now). Between cycles a random 1 to 60
+Part 1, cycle time. The cycle timed is `astrago.hub.quota.cycle.plan_admissions`, the very
+function `AdmissionDesk.schedule()` runs on the state it keeps in memory (the waiting queue,
+`astrago.hub.quota.waiting.WaitingQueue`, changed as requests come and go: fair order, quota
+check, placement, backfill), with usage weighed as the desk weighs it (`committed_usage`:
+decayed GPU-hours plus what is held now). Between cycles a random 1 to 60
 running jobs end; each cycle admits what then fits; the queue is kept at 10,000. In the same
 run, on the same state, a naive FIFO scan (every pending job in arrival order: quota check,
 then try to place) is timed for comparison; what it placed is released again before the fair
@@ -24,7 +25,11 @@ of the GPU-hours delivered during the day is compared with its weighted fair sha
 (weight / sum of weights, since every group has demand all day): deviation = |share - fair| / fair.
 
 Part 3, the service's whole cycle. `AdmissionDesk.schedule()` over sqlite with 10,000 queued
-allocations: reading them, quotas and usage, the cycle, and writing admissions and reasons.
+allocations (`--pending`), in its own transaction as the service runs it: the quota book's check
+of the quotas table, the cycle over the queue and usage in memory, writing the admissions and
+the commit. Between cycles 1 to 60 admitted allocations are released (`desk.release`, without
+the cycle each release would run, so the timed one has capacity to hand out). The desk reads the
+queue and usage from the database once, when it starts (reported as `service_start_ms`).
 """
 from __future__ import annotations
 
@@ -39,9 +44,10 @@ import time
 from collections import defaultdict
 from fractions import Fraction
 
-from astrago.hub.quota.desk import Candidate, committed_usage, plan_admissions
+from astrago.hub.quota.cycle import Candidate, committed_usage, plan_admissions
 from astrago.hub.quota.fairshare import DEFAULT_HALF_LIFE_S
 from astrago.hub.quota.limits import QuotaLimits, Request, Usage, check
+from astrago.hub.quota.waiting import WaitingQueue
 from astrago.spawners import slices
 from astrago.spawners.inventory.static import inventory_from_cluster_spec
 from astrago.spawners.placement import Placer
@@ -168,7 +174,7 @@ class DayUsage:
 
     def snapshot(self, running) -> tuple[dict, dict]:
         """(group, user) usage as the service's fair order weighs it: decayed GPU-hours plus
-        what is held now (`astrago.hub.quota.desk.committed_usage`)."""
+        what is held now (`astrago.hub.quota.cycle.committed_usage`)."""
         group, user = dict(self.closed_group), dict(self.closed_user)
         held_group, held_user = defaultdict(float), defaultdict(float)
         for c, start in running:
@@ -193,10 +199,10 @@ def part_cycle_times(seed: int, cycles: int, pending: int) -> dict:
     placer = Placer(inventory_from_cluster_spec(cluster_spec()))
     holdings = Holdings()
     now = 0.0
-    queue: dict[str, Candidate] = {}
+    queue = WaitingQueue()
     for _ in range(pending):
         c, _d = workload.job(now)
-        queue[c.id] = c
+        queue.add(c)
     running: dict[str, Candidate] = {}
     usage = DayUsage(DEFAULT_HALF_LIFE_S)
     started: dict[str, float] = {}
@@ -213,7 +219,7 @@ def part_cycle_times(seed: int, cycles: int, pending: int) -> dict:
                 placer.release(job_id)
                 holdings.add(c, -1)
                 usage.close(c, started.pop(job_id), now)
-        candidates = list(queue.values())
+        candidates = list(queue)  # arrival order, for the FIFO scan
         limits = {u: workload.limits[u] for u in {c.user for c in candidates}}
         use = {u: holdings.usage(u) for u in limits if workload.limits[u] != QuotaLimits()}
         group_usage, user_usage = usage.snapshot((running[j], started[j]) for j in running)
@@ -223,18 +229,18 @@ def part_cycle_times(seed: int, cycles: int, pending: int) -> dict:
         fifo_t = time.perf_counter() - t0
         for job_id in fifo:
             placer.release(job_id)
-        # the service's cycle
+        # the service's cycle, over its waiting queue
         t0 = time.perf_counter()
-        result = plan_admissions(candidates, placer, group_usage=group_usage, user_usage=user_usage,
+        result = plan_admissions(queue, placer, group_usage=group_usage, user_usage=user_usage,
                                  weights=workload.weights, limits=limits, usage=use)
         fair_t = time.perf_counter() - t0
         for job_id, _p in result.admitted:
-            c = queue.pop(job_id)
+            c, _reason = queue.remove(job_id)
             running[job_id] = c
             started[job_id] = now
             holdings.add(c)
             new, _d = workload.job(now)
-            queue[new.id] = new
+            queue.add(new)
         if n == 0:
             first_fill = len(result.admitted)
             continue  # the first cycle fills an empty cluster: reported apart
@@ -266,13 +272,13 @@ def part_fair_day(seed: int, hours: float, pending: int, step_s: float = 60.0) -
     placer = Placer(inventory_from_cluster_spec(cluster_spec()))
     holdings = Holdings()
     usage = DayUsage(DEFAULT_HALF_LIFE_S)
-    queue: dict[str, Candidate] = {}
+    queue = WaitingQueue()
     per_group_pending = defaultdict(int)
     for _ in range(pending):
         c, d = workload.job(0.0)
-        queue[c.id] = c
+        queue.add(c)
     durations = {}
-    for c in queue.values():
+    for c in queue:
         per_group_pending[c.group] += 1
     ends: list = []  # (end time, job id)
     running: dict[str, tuple[Candidate, float]] = {}
@@ -294,18 +300,17 @@ def part_fair_day(seed: int, hours: float, pending: int, step_s: float = 60.0) -
             while per_group_pending[g] < floor:
                 user = workload.rng.choice([u for u in workload.users if workload.group_of[u] == g])
                 c, d = workload.job(now, user)
-                queue[c.id] = c
+                queue.add(c)
                 per_group_pending[g] += 1
-        candidates = list(queue.values())
-        limits = {u: workload.limits[u] for u in {c.user for c in candidates}}
+        limits = {u: workload.limits[u] for u in {c.user for c in queue}}
         use = {u: holdings.usage(u) for u in limits if workload.limits[u] != QuotaLimits()}
         group_usage, user_usage = usage.snapshot(running.values())
         t0 = time.perf_counter()
-        result = plan_admissions(candidates, placer, group_usage=group_usage, user_usage=user_usage,
+        result = plan_admissions(queue, placer, group_usage=group_usage, user_usage=user_usage,
                                  weights=workload.weights, limits=limits, usage=use)
         cycle_ms.append((time.perf_counter() - t0) * 1000)
         for job_id, _p in result.admitted:
-            c = queue.pop(job_id)
+            c, _reason = queue.remove(job_id)
             per_group_pending[c.group] -= 1
             holdings.add(c)
             duration = durations.pop(job_id, None) or min(8 * 3600, max(300, workload.rng.lognormvariate(
@@ -371,15 +376,16 @@ def part_service_cycle(seed: int, pending: int, cycles: int = 10) -> dict:
                     reason="", placement={}, created_at=start + timedelta(seconds=i)))
 
         db.run_sync(fill)
+        t0 = time.perf_counter()
+        db.run_sync(desk.restore)  # as the service starts: the queue and usage read once
+        start_ms = (time.perf_counter() - t0) * 1000
         db.run_sync(desk.schedule)  # fills the empty cluster
         times = []
         for _ in range(cycles):
             def release_some(session):
                 ids = session.scalars(select(Allocation.id).where(Allocation.status == "admitted")).all()
                 for alloc_id in rng.sample(ids, min(len(ids), rng.randint(1, 60))):
-                    a = session.get(Allocation, alloc_id)
-                    a.status, a.released_at = "released", datetime.utcnow()
-                    desk.placer.release(alloc_id)
+                    desk.release(session, alloc_id, "bench", schedule=False)
 
             db.run_sync(release_some)
             t0 = time.perf_counter()
@@ -387,7 +393,8 @@ def part_service_cycle(seed: int, pending: int, cycles: int = 10) -> dict:
             times.append((time.perf_counter() - t0) * 1000)
         db.close()
     return {"service_cycle_ms_p50": round(statistics.median(times), 1),
-            "service_cycle_ms_p99": round(percentile(times, 0.99), 1), "service_cycles": cycles}
+            "service_cycle_ms_p99": round(percentile(times, 0.99), 1), "service_cycles": cycles,
+            "service_start_ms": round(start_ms, 1)}
 
 
 def main(argv=None) -> int:
@@ -406,8 +413,9 @@ def main(argv=None) -> int:
     out.update(part_fair_day(args.seed, args.day_hours, args.pending))
     if args.service_cycles:
         out.update(part_service_cycle(args.seed, args.pending, args.service_cycles))
-    out["targets"] = {"cycle_ms_p99": 50.0, "max_fair_share_deviation": 0.05}
-    out["targets_met"] = out["cycle_ms_p99"] <= 50.0 and out["max_fair_share_deviation"] <= 0.05
+    out["targets"] = {"cycle_ms_p99": 50.0, "max_fair_share_deviation": 0.05, "service_cycle_ms_p99": 50.0}
+    out["targets_met"] = (out["cycle_ms_p99"] <= 50.0 and out["max_fair_share_deviation"] <= 0.05
+                          and out.get("service_cycle_ms_p99", 0.0) <= 50.0)
     out["wall_s"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(out, indent=1))

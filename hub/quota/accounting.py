@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import DateTime, Text, func, literal, literal_column, select, type_coerce
+from sqlalchemy import Text, select, type_coerce
 
 from ..service.interfaces.accounting import AccountingSnapshot, HeldAllocation
 from . import usage as usage_report
@@ -48,27 +48,26 @@ def _limits_dict(limits: QuotaLimits) -> dict[str, float]:
 
 
 class LedgerReader:
-    """AccountingReader and UsageReader over the quota area's tables."""
+    """AccountingReader and UsageReader over the quota area's tables and the desk's usage."""
 
-    def __init__(self, period_days: int = 30):
-        self.period_days = period_days
+    def __init__(self, desk):
+        self.desk = desk
 
     def accounting(self, session, users=None, *, now: float | None = None) -> AccountingSnapshot:
-        return gather_accounting(session, now=now, period_days=self.period_days, users=users)
+        return gather_accounting(session, self.desk.usage_ledger(session, now), now=now,
+                                 period_days=self.desk.gpu_hours_period_days, users=users)
 
     def daily_gpu_hours(self, session, start: date, end: date, user: str | None = None, *,
                         group: str | None = None) -> list[dict]:
         return usage_report.daily_gpu_hours(session, start, end, user=user, group=group)
 
 
-def gather_accounting(session, *, now: float | None = None, period_days: int = 30,
+def gather_accounting(session, usage, *, now: float | None = None, period_days: int = 30,
                       users=None) -> AccountingSnapshot:
-    """The ledger as the metrics need it (runs on the database thread); the limits of `users`
-    too, when given (users holding nothing: their groups are not known here, so their own and
-    the default quota)."""
+    """The ledger as the metrics need it (runs on the database thread); GPU-hours from `usage`
+    (the desk's usage_ledger.UsageLedger); the limits of `users` too, when given (users holding
+    nothing: their groups are not known here, so their own and the default quota)."""
     now = time.time() if now is None else now
-    since = now - period_days * 86400
-    since_dt = datetime.fromtimestamp(since, timezone.utc).replace(tzinfo=None)
     c = Allocation.__table__.c
     conn = session.connection()
     held: dict[str, HeldAllocation] = {}
@@ -88,13 +87,7 @@ def gather_accounting(session, *, now: float | None = None, period_days: int = 3
         held[aid] = HeldAllocation(aid, user, groups, acc_group or "", okind, oid, slc, num / den,
                                    cpu or 0.0, mem or 0.0, _ts(admitted) or now)
         last_groups[user] = groups
-    # GPU-hours in the period: what is held now, from the rows above; what was released in the
-    # period, summed per user by the database (a month of released allocations can be many rows)
-    hours = released_gpu_hours(conn, since_dt, since)
-    get = hours.get
-    for a in held.values():
-        if a.units > 0 and now > a.admitted_at:
-            hours[a.user] = get(a.user, 0.0) + a.units * (now - max(a.admitted_at, since)) / 3600.0
+    hours = usage.all_gpu_hours(now)
     quotas = session.scalars(select(Quota)).all()
     own = {q.subject_name: QuotaLimits.from_dict(q.limits) for q in quotas if q.subject_kind == "user"}
     group_quota = {q.subject_name: QuotaLimits.from_dict(q.limits) for q in quotas if q.subject_kind == "group"}
@@ -117,29 +110,3 @@ def gather_accounting(session, *, now: float | None = None, period_days: int = 3
                 user_limits[user] = limits
     group_limits = {name: d for name, q in group_quota.items() if (d := _limits_dict(q))}
     return AccountingSnapshot(now, held, queued, hours, user_limits, group_limits, period_days)
-
-
-def released_gpu_hours(conn, since_dt: datetime, since: float) -> dict[str, float]:
-    """GPU-hours per user of allocations released after `since`, counted from `since` on.
-
-    Summed in SQL on sqlite and MariaDB/MySQL; other databases get the same sum in Python."""
-    c = Allocation.__table__.c
-    where = (c.admitted_at.is_not(None), c.released_at.is_not(None), c.released_at > since_dt, c.units_num > 0)
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        start = func.max(c.admitted_at, literal(since_dt, DateTime))
-        seconds = (func.julianday(c.released_at) - func.julianday(start)) * 86400.0
-    elif dialect in ("mysql", "mariadb"):
-        start = func.greatest(c.admitted_at, literal(since_dt, DateTime))
-        seconds = func.timestampdiff(literal_column("MICROSECOND"), start, c.released_at) / 1e6
-    else:
-        out: dict[str, float] = {}
-        for user, num, den, a_at, r_at in conn.execute(
-                select(c.user, c.units_num, c.units_den, _raw(c.admitted_at), _raw(c.released_at)).where(*where)):
-            s, e = max(_ts(a_at), since), _ts(r_at)
-            if e > s:
-                out[user] = out.get(user, 0.0) + num / den * (e - s) / 3600.0
-        return out
-    total = func.sum(c.units_num * 1.0 / c.units_den * seconds) / 3600.0
-    return {user: float(value) for user, value in conn.execute(
-        select(c.user, total).where(*where).group_by(c.user)) if value and value > 0}

@@ -9,6 +9,7 @@ from ..service.declare import LOGGED_IN, needs_scope, operation
 from ..service.interfaces.admission import AdmissionError, AdmissionRequest
 from ..service.problems import Problem
 from .models import Allocation
+from .store import from_ts
 
 
 def problem_of(exc: AdmissionError) -> Problem:
@@ -137,13 +138,12 @@ class QueueHandler(QuotaHandler):
         me = self.caller_name
 
         def fetch(session):
-            q = self.desk.queue(session)
+            waiting = self.desk.waiting(session)
             rows = []
-            for pos, a in enumerate(q, start=1):
-                if see_all or a.user == me:
-                    rows.append({"position": pos, "id": a.id, "user": a.user, "slice": a.slice,
-                                 "group": a.accounting_group, "reason": a.reason,
-                                 "waiting_since": a.created_at.isoformat() + "Z"})
-            return {"length": len(q), "entries": rows}
+            for pos, (c, reason) in enumerate(waiting, start=1):
+                if see_all or c.user == me:
+                    rows.append({"position": pos, "id": c.id, "user": c.user, "slice": c.slice, "group": c.group,
+                                 "reason": reason, "waiting_since": from_ts(c.created).isoformat() + "Z"})
+            return {"length": len(waiting), "entries": rows}
 
         self.write_json(await self.db.run(fetch))

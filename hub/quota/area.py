@@ -62,7 +62,7 @@ class QuotaArea(Area):
         self.desk = AdmissionDesk(inventory, half_life_s=self.fair_share_half_life_hours * 3600,
                                   gpu_hours_period_days=self.gpu_hours_period_days)
         self.desk.inventory_note = self.inventory_note
-        self.reader = LedgerReader(self.gpu_hours_period_days)
+        self.reader = LedgerReader(self.desk)
         self.storage = QuotaStorageLimits(context.db, getattr(context.settings, "hub_auth", None), self.desk)
         self.started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         self._ready = asyncio.Event()  # set once the round at start has run (see background)
@@ -73,10 +73,6 @@ class QuotaArea(Area):
         context.provide(StorageLimits, self.storage)
         context.provide(AccountingReader, self.reader)
         context.provide(UsageReader, self.reader)
-        # Transition only: the legacy module areas (jobs, monitor, fleet) still read these off the
-        # service; this goes when they are Area classes that `need(AdmissionLedger)`.
-        context.settings.desk = self.desk
-        context.settings.inventory_note = self.inventory_note
 
     async def ledger_ready(self) -> None:
         """Wait for the round at start (nothing from before is still held); 503 if it takes too long."""

@@ -3,20 +3,16 @@
 The service is the single writer of quotas and allocations, so it can hold them in
 memory and check a quota without a query per dimension. `QuotaBook` re-reads the
 quotas table whenever a cheap fingerprint of it changes (so edits made elsewhere,
-or by another process, are still seen); `HeldBook` sums what each user holds now,
-updated as the desk admits and releases and rebuilt from the database at start.
-(The desk reads what users hold with one narrow query instead; `HeldBook` is kept for a
-future multi-process deployment that needs to avoid even that.)
+or by another process, are still seen); what users hold is the desk's usage ledger
+(usage_ledger.py).
 """
 from __future__ import annotations
-
-from fractions import Fraction
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .limits import QuotaLimits, Usage, effective_quota
-from .models import Allocation, Quota
+from .limits import QuotaLimits, effective_quota
+from .models import Quota
 
 
 class QuotaBook:
@@ -63,42 +59,3 @@ class QuotaBook:
                 self._memo.clear()
             self._memo[key] = found
         return found
-
-
-class HeldBook:
-    """What each user holds right now (admitted allocations)."""
-
-    def __init__(self):
-        self._by_user: dict[str, dict] = {}
-
-    def rebuild(self, session: Session) -> None:
-        self._by_user = {}
-        for alloc in session.scalars(select(Allocation).where(Allocation.status == "admitted")):
-            self.add(alloc)
-
-    def _entry(self, user: str) -> dict:
-        return self._by_user.setdefault(user, {"units": Fraction(0), "cpu": Fraction(0), "mem": Fraction(0),
-                                               "n": 0, "counts": {}})
-
-    def add(self, alloc: Allocation) -> None:
-        self._change(alloc, +1)
-
-    def remove(self, alloc: Allocation) -> None:
-        self._change(alloc, -1)
-
-    def _change(self, alloc: Allocation, sign: int) -> None:
-        e = self._entry(alloc.user)
-        e["units"] += sign * Fraction(alloc.units_num, alloc.units_den)
-        e["cpu"] += sign * Fraction(alloc.cpu).limit_denominator(1000)
-        e["mem"] += sign * Fraction(alloc.memory_gib).limit_denominator(1000)
-        e["n"] += sign
-        e["counts"][alloc.slice] = e["counts"].get(alloc.slice, 0) + sign
-        if e["n"] <= 0:
-            self._by_user.pop(alloc.user, None)
-
-    def usage(self, user: str, gpu_hours: Fraction = Fraction(0)) -> Usage:
-        e = self._by_user.get(user)
-        if e is None:
-            return Usage(gpu_hours=gpu_hours)
-        return Usage(gpu_units=e["units"], cpu=e["cpu"], memory_gib=e["mem"], servers=e["n"], gpu_hours=gpu_hours,
-                     profile_counts={k: v for k, v in e["counts"].items() if v})

@@ -101,7 +101,7 @@ class AdminQueuePage(QuotaPage):
     async def get(self):
         if self.skip() or not await self.page_requires(scopes.READ):
             return
-        queue = await self.db.run(lambda s: [self.desk.describe(s, a) for a in self.desk.queue(s)])
+        queue = await self.db.run(self.desk.describe_queue)
         self.render_page("admin_queue.html", active="queue", queue=queue)
 
 

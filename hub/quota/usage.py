@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .models import Allocation
+from .usage_ledger import gpu_hours
 
 
 def split_by_day(start: datetime, end: datetime) -> list[tuple[date, float]]:
@@ -43,6 +44,6 @@ def daily_gpu_hours(session: Session, start: date, end: date, *, user: str | Non
         e = min(a.released_at or now, window_end)
         for day, seconds in split_by_day(s, e):
             key = (day.isoformat(), a.user, a.accounting_group, a.slice)
-            totals[key] = totals.get(key, 0.0) + float(units) * seconds / 3600
+            totals[key] = totals.get(key, 0.0) + gpu_hours(float(units), 0.0, seconds)
     return [{"day": k[0], "user": k[1], "group": k[2], "slice": k[3], "gpu_hours": round(v, 6)}
             for k, v in sorted(totals.items())]

@@ -5,8 +5,8 @@ from fractions import Fraction
 import pytest
 
 from astrago.hub.db.session import Database
-from astrago.hub.quota.desk import (AdmissionDesk, AdmissionError, AdmissionRequest, Candidate, committed_usage,
-                                    fair_order, plan_admissions)
+from astrago.hub.quota.cycle import Candidate, committed_usage, fair_order, plan_admissions
+from astrago.hub.quota.desk import AdmissionDesk, AdmissionError, AdmissionRequest
 from astrago.hub.quota.limits import QuotaLimits, Usage
 from astrago.hub.quota.models import Quota
 from astrago.spawners.inventory.static import inventory_from_cluster_spec

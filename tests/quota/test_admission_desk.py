@@ -124,3 +124,36 @@ def test_queue_serves_the_group_below_its_share_first(db):
     assert (q1["status"], q2["status"]) == ("queued", "queued")
     out = db.run_sync(desk.release, holder["id"], "done")
     assert out.admitted_now == [q2["id"]]  # light has used less, though it asked later
+
+
+def test_a_transaction_that_rolls_back_leaves_nothing_in_memory(db):
+    desk = desk_for({"nodes": [{"name": "n", "gpus": [{"model": "H100-80GB", "mode": "full"}]}]})
+    holder = admit(db, desk, "ann", "gpu-1").allocation
+
+    def admit_then_fail(session):
+        desk.admit(session, AdmissionRequest("workspace", "bob/", "bob", [], "gpu-1"))  # queued
+        desk.release(session, holder["id"], "stopped")  # bob's request is admitted onto ann's GPU
+        raise RuntimeError("the caller's transaction fails after the desk's work")
+
+    with pytest.raises(RuntimeError):
+        db.run_sync(admit_then_fail)
+    assert db.run_sync(desk.positions) == {}
+    assert list(desk.device_layout()[0].holders) == [holder["id"]]
+    again = admit(db, desk, "cy", "gpu-1").allocation
+    assert again["status"] == "queued" and (again["position"], again["queue_length"]) == (1, 1)
+    assert db.run_sync(desk.release, holder["id"], "stopped").admitted_now == [again["id"]]
+
+
+def test_a_desk_rebuilt_from_the_database_sees_the_same_queue_and_usage(db):
+    desk = desk_for()
+    set_quota(db, "group", "heavy", weight=2)
+    for i, (user, slice_name) in enumerate([("ann", "3g.40gb"), ("ben", "3g.40gb"), ("cat", "gpu-1"),
+                                            ("dan", "gpu-1"), ("eve", "1g.10gb")]):
+        admit(db, desk, user, slice_name, groups=["heavy"] if i % 2 else [])
+    fresh = desk_for()
+    assert db.run_sync(fresh.restore) == []
+    assert db.run_sync(fresh.positions) == db.run_sync(desk.positions)
+    for user in ("ann", "ben", "cat", "dan", "eve"):
+        mine, theirs = db.run_sync(lambda s: (desk.usage_of(s, user), fresh.usage_of(s, user)))
+        assert (mine.gpu_units, mine.servers, mine.profile_counts) == (theirs.gpu_units, theirs.servers,
+                                                                       theirs.profile_counts)

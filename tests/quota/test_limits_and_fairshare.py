@@ -5,7 +5,9 @@ from fractions import Fraction
 import pytest
 
 from astrago.hub.quota import fairshare
+from astrago.hub.quota.cycle import Candidate, fair_order
 from astrago.hub.quota.limits import QuotaLimits, Request, Usage, check, effective_quota, remaining
+from astrago.hub.quota.usage_ledger import Interval, decayed_from_history
 
 
 def Q(**kw):
@@ -69,10 +71,9 @@ def test_bad_quota_documents_are_refused_with_the_field_named():
 
 def test_decayed_usage_halves_every_half_life():
     h = 3600.0
-    one_hour_now = fairshare.decayed_gpu_hours([fairshare.Interval("u", Fraction(1), 0, h)], now=h, half_life_s=1e12)
+    one_hour_now = decayed_from_history([Interval("u", Fraction(1), 0, h)], now=h, half_life_s=1e12)
     assert one_hour_now["u"] == pytest.approx(1.0)
-    later = fairshare.decayed_gpu_hours([fairshare.Interval("u", Fraction(1), 0, h)], now=h + 7 * 24 * h,
-                                        half_life_s=7 * 24 * h)
+    later = decayed_from_history([Interval("u", Fraction(1), 0, h)], now=h + 7 * 24 * h, half_life_s=7 * 24 * h)
     H = 7 * 24 * h
     exact = 0.5 * (1 - 2 ** (-h / H)) / (h * math.log(2) / H)  # half of the hour's own decayed integral
     assert later["u"] == pytest.approx(exact, rel=1e-9)
@@ -80,12 +81,15 @@ def test_decayed_usage_halves_every_half_life():
 
 
 def test_fair_order_group_share_then_user_usage_then_fifo():
-    w = [fairshare.Waiting("r1", "alice", "heavy", created=1), fairshare.Waiting("r2", "bob", "light", created=2),
-         fairshare.Waiting("r3", "bob", "light", created=3), fairshare.Waiting("r4", "carol", "light", created=0)]
-    order = fairshare.fair_order(w, {"heavy": 10.0, "light": 2.0}, {"bob": 1.0, "carol": 1.5}, {"heavy": 1, "light": 1})
+    def waiting(cid, user, group, created):  # CPU requests: taking one charges nobody, the order is by usage alone
+        return Candidate(cid, user, group, created, 0, "cpu", Fraction(0))
+
+    w = [waiting("r1", "alice", "heavy", created=1), waiting("r2", "bob", "light", created=2),
+         waiting("r3", "bob", "light", created=3), waiting("r4", "carol", "light", created=0)]
+    order = fair_order(w, {"heavy": 10.0, "light": 2.0}, {"bob": 1.0, "carol": 1.5}, {"heavy": 1, "light": 1})
     assert [x.id for x in order] == ["r2", "r3", "r4", "r1"]
     # a heavier weight makes the same usage count less
-    order = fairshare.fair_order(w, {"heavy": 10.0, "light": 2.0}, {}, {"heavy": 10, "light": 1})
+    order = fair_order(w, {"heavy": 10.0, "light": 2.0}, {}, {"heavy": 10, "light": 1})
     assert [x.id for x in order][0] == "r1"
     assert fairshare.accounting_group(["b", "a"], {"b": 2}) == "b"
     assert fairshare.accounting_group(["b", "a"], {}) == "a"
