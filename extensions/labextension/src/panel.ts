@@ -91,7 +91,7 @@ class JobItem {
         open.onclick = () => void this.panel.commands.execute('docmanager:open', { path });
         this.outputs.append(open);
       } else if (TERMINAL.includes(job.status)) {
-        const span = el('span', 'astrago-Job-outputPath', name);
+        const span = el('span', 'astrago-Job-outputPath', `Output: ${name}`);
         span.title = output;
         this.outputs.append(span);
       }
