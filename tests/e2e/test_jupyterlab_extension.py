@@ -13,6 +13,7 @@ COMPLETES, and its executed copy opens in the same JupyterLab.
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ NOTEBOOK = {
 
 
 def _env_has_extension() -> bool:
-    env = Path(os.environ.get("ASTRAGO_USER_ENV", "/opt/astrago/user-env"))
+    env = Path(os.environ.get("ASTRAGO_USER_ENV", sys.prefix))  # what the platform's servers run from
     return (env / "share/jupyter/labextensions/@astrago/jupyterlab/package.json").is_file()
 
 

@@ -34,6 +34,7 @@ class Upstream(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _UpstreamHandler)
         self.seen: list[dict] = []
         self.event_sent: dict[int, float] = {}
+        self.dropped = False
 
 
 class _UpstreamHandler(BaseHTTPRequestHandler):
@@ -56,13 +57,17 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-store")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            for i in range(2):
-                chunk = f"id: 1:{i}\nevent: log\ndata: {json.dumps({'text': f'line {i}'})}\n\n".encode()
-                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                self.wfile.flush()
-                self.server.event_sent[i] = time.monotonic()
-                time.sleep(1.5)
-            self.wfile.write(b"0\r\n\r\n")
+            count = 40 if "long" in self.path else 2
+            try:
+                for i in range(count):
+                    chunk = f"id: 1:{i}\nevent: log\ndata: {json.dumps({'text': f'line {i}'})}\n\n".encode()
+                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    self.wfile.flush()
+                    self.server.event_sent[i] = time.monotonic()
+                    time.sleep(1.5 if count == 2 else 0.25)
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                self.server.dropped = True  # the proxy closed its request: nobody is listening any more
             return
         self._answer(200, {"name": "pia", "path": self.path})
 
@@ -219,3 +224,14 @@ def test_events_stream_through_unbuffered(lab, upstream):
         rest = [line for line in lines if line.startswith("data:")]
     assert [json.loads(x[5:])["text"] for x in rest] == ["line 1"]
     assert "_xsrf" not in upstream.seen[-1]["path"]  # the server's own XSRF token stays here
+
+
+def test_a_browser_that_leaves_ends_the_stream_upstream(lab, upstream):
+    upstream.dropped = False
+    with requests.get(lab["base"] + "astrago/api/jobs/j1/events?long=1", timeout=20, stream=True,
+                      headers={**_lab(), "Accept": "text/event-stream"}) as r:
+        next(line for line in r.iter_lines(decode_unicode=True) if line.startswith("data:"))
+    deadline = time.monotonic() + 8
+    while not upstream.dropped and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert upstream.dropped, "the service's stream went on after the browser left"
