@@ -4,6 +4,12 @@
 
 In-process: the AdmissionDesk on a sqlite database holding 10,000 users' and 500
 groups' quotas, over an inventory of 1,000 GPUs of mixed models and layouts.
+Contended (`contended_*`): the same desk with the fleet full - every GPU slice of the inventory
+held - so requests for GPU slices are queued (no capacity) or refused (over quota); the
+queued and refused paths are timed apart. Meanwhile one held allocation in four requests is
+released (its cycle hands the room to the queue) and queued requests waiting longest leave
+after `--queue-cap` are waiting (a spawn that gave up), so the fleet stays full and the queue
+stays that long: every queued answer carries its exact position.
 Over HTTP: the same through a real embedded AstraGo (`astrago up`: proxy, hub,
 service), timed against `GET /hub/api/users/<name>` on the same hub in the same run.
 Needs root (like `make run`) for the HTTP part; `--no-http` skips it.
@@ -116,6 +122,80 @@ def bench_inprocess(args, spec) -> dict:
             "inproc_outcomes": outcomes}
 
 
+def bench_contended(args, spec) -> dict:
+    from astrago.hub.db.session import Database
+    from astrago.hub.quota.desk import AdmissionDesk, AdmissionError, AdmissionRequest
+    from astrago.spawners.inventory.static import inventory_from_cluster_spec
+
+    tmp = Path(tempfile.mkdtemp(prefix="astrago-bench-contended-"))
+    db = Database(f"sqlite:///{tmp}/bench.sqlite")
+    db.migrate()
+    populate(db, args.users, args.groups)
+    desk = AdmissionDesk(inventory_from_cluster_spec(spec))
+    gpu_slices = [n for n in slice_mix(spec) if n != "cpu"]
+    rng = random.Random(4)
+    held, waiting = [], []
+    seq = iter(range(10 ** 9))
+
+    def ask(user: int, slice_name: str):
+        req = AdmissionRequest("workspace", f"user{user}/s{next(seq)}", f"user{user}", [f"group{user % args.groups}"],
+                               slice_name, cpu=2, memory_gib=8)
+        try:
+            return db.run_sync(desk.admit, req).allocation
+        except AdmissionError:
+            return None
+
+    # fill: one user after another asks for every slice until no GPU slice of any kind is free
+    full, user = set(), 0
+    while len(full) < len(gpu_slices):
+        for slice_name in gpu_slices:
+            if slice_name in full:
+                continue
+            out = ask(user, slice_name)
+            if out is not None and out["status"] == "queued":
+                full.add(slice_name)
+                db.run_sync(desk.release, out["id"], "bench: filling")
+            elif out is not None:
+                held.append(out["id"])
+        user += 1
+    times = {"queued": [], "refused": [], "admitted": []}
+    for i in range(args.requests):
+        u = rng.randrange(args.users)
+        slice_name = rng.choice(gpu_slices)
+        req = AdmissionRequest("workspace", f"user{u}/c{i}", f"user{u}", [f"group{u % args.groups}"], slice_name,
+                               cpu=2, memory_gib=8)
+        t0 = time.perf_counter()
+        try:
+            out = db.run_sync(desk.admit, req).allocation
+            outcome = out["status"]
+        except AdmissionError:
+            out, outcome = None, "refused"
+        times[outcome].append((time.perf_counter() - t0) * 1e6)
+        if outcome == "queued":
+            waiting.append(out["id"])
+        elif outcome == "admitted":
+            held.append(out["id"])
+        if i % 4 == 0 and held:  # the fleet moves: something ends, its cycle admits from the queue
+            done = db.run_sync(desk.release, held.pop(rng.randrange(len(held))), "bench")
+            held.extend(done.admitted_now)
+            waiting = [w for w in waiting if w not in set(done.admitted_now)]
+        while len(waiting) > args.queue_cap:  # the longest waiting gives up
+            db.run_sync(desk.release, waiting.pop(0), "bench: gave up")
+    db.close()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    every = times["queued"] + times["refused"] + times["admitted"]
+    out = {"contended_us_p50": round(statistics.median(every), 1), "contended_us_p99": round(pct(every, 99), 1),
+           "contended_outcomes": {k: len(v) for k, v in times.items()}, "contended_queue_cap": args.queue_cap,
+           "contended_held": len(held)}
+    for kind in ("queued", "refused"):
+        if times[kind]:
+            out[f"contended_{kind}_us_p50"] = round(statistics.median(times[kind]), 1)
+            out[f"contended_{kind}_us_p99"] = round(pct(times[kind], 99), 1)
+    return out
+
+
 def bench_http(args, spec) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     import requests
@@ -175,12 +255,17 @@ def main(argv=None):
     ap.add_argument("--gpus", type=int, default=1_000)
     ap.add_argument("--requests", type=int, default=2_000, help="in-process admissions")
     ap.add_argument("--http-requests", type=int, default=500)
+    ap.add_argument("--queue-cap", type=int, default=500, help="queued requests in the contended scenario")
+    ap.add_argument("--no-contended", action="store_true")
     ap.add_argument("--no-http", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     spec = cluster_spec(args.gpus)
     result = {"users": args.users, "groups": args.groups, "gpus": args.gpus}
     result.update(bench_inprocess(args, spec))
+    if not args.no_contended:
+        result.update(bench_contended(args, spec))
+        result["contended_target_us_p99"] = 2000.0
     if not args.no_http:
         result.update(bench_http(args, spec))
         result["http_p99_over_hub_get_p99"] = round(result["http_ms_p99"] / result["hub_get_ms_p99"], 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from operator import itemgetter
 from fractions import Fraction
 from typing import Iterator, Mapping
 
@@ -38,6 +39,10 @@ class Candidate:
     memory_gib: Fraction = Fraction(0)
     kind: str = "workspace"  # workspace | job
     groups: tuple = ()  # the user's groups when asked (their quotas apply)
+    gpu: float = field(init=False, repr=False, compare=False)  # float(units), what the fair order charges
+
+    def __post_init__(self):
+        object.__setattr__(self, "gpu", float(self.units))
 
 
 def within_user(c: Candidate):
@@ -148,13 +153,45 @@ def iter_fair_order(candidates, group_usage: Mapping[str, float], user_usage: Ma
         _ukey, _user, items, i = uheap[0]
         c = items[i]
         yield c
-        _advance(heap, float(c.units) * charge_hours)
+        _advance(heap, c.gpu * charge_hours)
 
 
 def fair_order(candidates, group_usage, user_usage, weights,
                charge_hours: float = ADMISSION_CHARGE_HOURS) -> list[Candidate]:
     """The whole queue in the order it is served (its positions)."""
     return list(iter_fair_order(candidates, group_usage, user_usage, weights, charge_hours))
+
+
+def fair_positions(candidates, group_usage: Mapping[str, float], user_usage: Mapping[str, float],
+                   weights: Mapping[str, float], charge_hours: float = ADMISSION_CHARGE_HOURS) -> dict[str, int]:
+    """Each request's position (1 = next) in `fair_order`, by sorting instead of walking heaps.
+
+    Every request taken charges its group and user, so each one's key when it comes up is known
+    beforehand: a user's usage plus what their earlier requests charge, a group's (over its
+    weight) plus what its earlier requests charge. Within a group the requests go by user key,
+    then user; across groups by group key, then group - the heaps' order, with the same float
+    sums, so the same ties."""
+    order = []
+    for group, users in _grouped(candidates).items():
+        weight = weights.get(group, 1.0) or 1.0
+        inner = []
+        for user, items in users.items():
+            ukey = user_usage.get(user, 0.0)
+            for k, c in enumerate(items):
+                inner.append((ukey, user, k, c))
+                ukey = ukey + c.gpu * charge_hours
+        if len(users) > 1:
+            inner.sort(key=_first_three)
+        key = group_usage.get(group, 0.0) / weight
+        for j, entry in enumerate(inner):
+            c = entry[3]
+            order.append((key, group, j, c.id))
+            key = key + c.gpu * charge_hours / weight
+    order.sort(key=_first_three)
+    return {entry[3]: n for n, entry in enumerate(order, start=1)}
+
+
+_first_three = itemgetter(0, 1, 2)
 
 
 def committed_usage(decayed: Mapping[str, float], held_units: Mapping[str, float],
@@ -353,7 +390,7 @@ def plan_admissions(candidates, placer: Placer, *, group_usage: Mapping[str, flo
                     if jobs is not None and c.kind == "job":
                         jobs.add(user, c.cpu, c.memory_gib)
                     slices.dealt_with(c.slice)
-                    _advance(heap, float(c.units) * charge_hours)
+                    _advance(heap, c.gpu * charge_hours)
                     if not slices.open and heap:
                         stopped_early = True
                         break

@@ -26,7 +26,7 @@ from astrago.spawners.placement import Placer
 from ..service.interfaces.admission import AdmissionError, AdmissionOutcome, AdmissionRequest, AllocationRecord
 from . import fairshare, journal, store, usage_ledger
 from .books import QuotaBook
-from .cycle import ADMISSION_CHARGE_HOURS, Candidate, JobBounds, fair_order, plan_admissions
+from .cycle import ADMISSION_CHARGE_HOURS, Candidate, JobBounds, fair_positions, plan_admissions
 from .fit import SliceFit
 from .limits import QuotaLimits, Request, Usage, check, queued_jobs_limit, running_jobs_limit
 from .models import Allocation
@@ -55,6 +55,7 @@ class AdmissionDesk:
         self._queue: WaitingQueue | None = None
         self._usage: usage_ledger.UsageLedger | None = None
         self._positions: tuple = (None, {})
+        self._fair: tuple = (None, None, None)
 
     # -- memory ----------------------------------------------------------
 
@@ -224,8 +225,7 @@ class AdmissionDesk:
         key = (queue.version, usage.version, int(now))
         if self._positions[0] != key:
             self._quota_book.refresh(session)
-            order = fair_order(queue, **self._order_inputs(queue, usage, now))
-            self._positions = (key, {c.id: n for n, c in enumerate(order, start=1)})
+            self._positions = (key, fair_positions(queue, **self._order_inputs(queue, usage, now)))
         return self._positions[1]
 
     def waiting(self, session: Session) -> list[tuple[Candidate, str]]:
@@ -304,15 +304,17 @@ class AdmissionDesk:
     # -- internals ---------------------------------------------------------
 
     def _order_inputs(self, queue: WaitingQueue, usage, now: float) -> dict:
-        groups = queue.grouped()
-        users = {u for members in groups.values() for u in members}
-        group_usage, user_usage = usage.fair_usage(groups, users, now, ADMISSION_CHARGE_HOURS)
-        return {"group_usage": group_usage, "user_usage": user_usage, "weights": self._quota_book.weights}
+        """What the fair order weighs: each group's and user's usage, worked out for those it
+        reaches and kept while usage is unchanged within a second (decay in a second is nothing)."""
+        key = (id(usage), usage.version, int(now))
+        if self._fair[0] != key:
+            self._fair = (key, _FairUsage(usage, "group", now), _FairUsage(usage, "user", now))
+        return {"group_usage": self._fair[1], "user_usage": self._fair[2], "weights": self._quota_book.weights}
 
     def _job_bounds(self, usage, limits: Mapping[str, QuotaLimits]) -> JobBounds:
         """What admitted jobs hold now: per user (against running_jobs) and together (against
         the machine's capacity)."""
-        return JobBounds(usage.running_jobs_by_user(), _LazyCaps(limits), self.job_capacity, usage.job_cpu,
+        return JobBounds(_RunningJobs(usage), _LazyCaps(limits), self.job_capacity, usage.job_cpu,
                          usage.job_memory_gib)
 
     def _enqueue(self, session: Session, queue: WaitingQueue, c: Candidate, reason: str) -> None:
@@ -334,6 +336,17 @@ def _held(c: Candidate, now: float) -> usage_ledger.Held:
 def _record(a: Allocation) -> AllocationRecord:
     return AllocationRecord(a.id, a.user, a.owner_kind, a.owner_id, a.slice, a.status, dict(a.placement or {}),
                             a.admitted_at, a.released_at)
+
+
+class _RunningJobs(dict):
+    """user -> admitted jobs: the usage ledger's count until a cycle adds to it."""
+
+    def __init__(self, usage):
+        super().__init__()
+        self._usage = usage
+
+    def get(self, user, default=0):
+        return dict.get(self, user) if user in self else self._usage.running_jobs(user)
 
 
 class _Lazy(Mapping):
@@ -386,6 +399,20 @@ class _LazyCaps(_Lazy):
             if limits is None:
                 return default
             found = self._memo[user] = running_jobs_limit(limits)
+        return found
+
+
+class _FairUsage(_Lazy):
+    """group or user -> usage as the fair order weighs it (usage_ledger.UsageLedger.fair_value)."""
+
+    def __init__(self, usage, kind: str, now: float):
+        super().__init__()
+        self._usage, self._kind, self._now = usage, kind, now
+
+    def get(self, name, default=0.0):
+        found = self._memo.get(name)
+        if found is None:
+            found = self._memo[name] = self._usage.fair_value(self._kind, name, self._now, ADMISSION_CHARGE_HOURS)
         return found
 
 

@@ -231,6 +231,11 @@ class UsageLedger:
         d = self._decayed.get((subject_kind, name))
         return 0.0 if d is None else float(d.rate)
 
+    def fair_value(self, subject_kind: str, name: str, now: float, charge_hours: float) -> float:
+        """One subject's usage as the fair order weighs it (see `fair_usage`); 0 when it has none."""
+        d = self._decayed.get((subject_kind, name))
+        return 0.0 if d is None else d.value_at(now, self.k) + float(d.rate) * charge_hours
+
     def fair_usage(self, groups, users, now: float, charge_hours: float) -> tuple[dict, dict]:
         """(group, user) usage as the fair order weighs it: decayed GPU-hours plus what is held now
         counted as `charge_hours` more of it (`cycle.committed_usage`), for these groups and users."""

@@ -1,8 +1,9 @@
 """The scheduling cycle (hub/quota/cycle.py, pure) and the waiting queue it reads, compared
 with literal decisions: which request goes on which device, why the others wait."""
+import random
 from fractions import Fraction
 
-from astrago.hub.quota.cycle import Candidate, JobBounds, fair_order, plan_admissions
+from astrago.hub.quota.cycle import Candidate, JobBounds, fair_order, fair_positions, plan_admissions
 from astrago.hub.quota.limits import QuotaLimits, Usage
 from astrago.hub.quota.waiting import WaitingQueue
 from astrago.spawners.inventory.static import inventory_from_cluster_spec
@@ -102,3 +103,16 @@ def test_the_waiting_queue_keeps_each_users_requests_in_order_and_the_slice_coun
     for cid in ("r2", "r3", "r4"):
         queue.remove(cid)
     assert (len(queue), queue.grouped(), dict(queue.slice_counts), queue.has_user("ann")) == (0, {}, {}, False)
+
+
+def test_positions_by_sorting_are_the_fair_order_ties_included():
+    rng = random.Random(18)
+    for _ in range(30):
+        waiting = [req(i, f"u{rng.randrange(8)}", f"g{rng.randrange(3)}", rng.choice(sorted(UNITS)),
+                       priority=rng.randrange(2)) for i in range(rng.randrange(1, 120))]
+        group_usage = {f"g{g}": rng.choice([0.0, 0.5, 2.0]) for g in range(3)}
+        user_usage = {f"u{u}": rng.choice([0.0, 1.0, 1 / 7]) for u in range(8)}
+        weights = {"g1": 2.0, "g2": 0.5}
+        order = fair_order(waiting, group_usage, user_usage, weights)
+        assert fair_positions(waiting, group_usage, user_usage, weights) == {c.id: n for n, c in
+                                                                              enumerate(order, start=1)}
