@@ -147,6 +147,7 @@ class UsageHandler(QuotaHandler):
 
     @operation("getUsage", "GPU-hours per user, group and slice per day (JSON, or CSV with ?format=csv: "
                "day,user,group,slice,gpu_hours)", response="UsageReport", errors=(400, 401, 403),
+               alternatives={"text/csv": {"type": "string"}},
                query=[("user", "string"), ("group", "string"), ("from", {"type": "string", "format": "date"}),
                       ("to", {"type": "string", "format": "date"}),
                       ("format", {"type": "string", "enum": ["json", "csv"]})])

@@ -51,19 +51,20 @@ def operation(operation_id: str, summary: str, *, ok: int = 200, response: str |
               body_content: str = "application/json", body_required: bool = True,
               query: Iterable[tuple[str, str | dict]] = (), headers: Iterable[tuple[str, str]] = (),
               request_headers: Iterable[tuple[str, bool, str]] = (), other: dict[int, dict] | None = None,
-              description: str = ""):
+              description: str = "", alternatives: dict[str, str | dict] | None = None):
     """Declare an operation's OpenAPI description.
 
     `response` / `body`: a schema name under components/schemas, or an inline schema; `ok`
     the success status (204: no body). `query`: (name, type or schema) pairs; `headers`: response
     headers (name, description); `request_headers`: (name, required, description). `other`:
-    further success responses, status -> {"description", "schema", "content"}."""
+    further success responses, status -> {"description", "schema", "content"}. `alternatives`: other
+    media types of the success response (e.g. ?format=csv), media type -> schema."""
 
     spec: dict[str, Any] = {
         "operationId": operation_id, "summary": summary, "ok": ok, "response": response, "content": content,
         "errors": tuple(errors), "body": body, "body_content": body_content, "body_required": body_required,
         "query": tuple(query), "headers": tuple(headers), "request_headers": tuple(request_headers),
-        "other": dict(other or {}), "description": description,
+        "other": dict(other or {}), "description": description, "alternatives": dict(alternatives or {}),
     }
 
     def mark(method):

@@ -131,6 +131,8 @@ def operation_from_declarations(route, method: str, fn) -> dict:
     if spec["ok"] != 204:
         ok["content"] = {spec["content"]: {"schema": _schema(spec["response"])} if spec["response"] is not None
                          else {}}
+        for media, schema in spec.get("alternatives", {}).items():
+            ok["content"][media] = {"schema": _schema(schema)}
     if spec["headers"]:
         ok["headers"] = {n: {"description": d, "schema": {"type": "string"}} for n, d in spec["headers"]}
     responses[str(spec["ok"])] = ok
