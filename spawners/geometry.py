@@ -64,13 +64,16 @@ def candidate_geometries(model: slices.GPUModel, profiles: Iterable[str] = ()) -
     return [Counter(dict(key)) for key in _candidates(model.name, frozenset(profiles))]
 
 
-def _units(model: slices.GPUModel) -> dict[str, Fraction]:
-    return {name: Fraction(p.compute, model.compute_slices) for name, p in model.mig_profiles.items()}
+@lru_cache(maxsize=None)
+def _compute_slices(model_name: str) -> dict[str, int]:
+    return {name: p.compute for name, p in slices.GPU_MODELS[model_name].mig_profiles.items()}
 
 
 def _served(model, geometry: Mapping[str, int], wanted: Mapping[str, float]) -> float:
-    units = _units(model)
-    return float(sum(units[p] * min(n, wanted.get(p, 0)) for p, n in geometry.items()))
+    """GPU units of `wanted` that `geometry` serves (summed in compute slices: exact for counts,
+    and cheap enough for the planner's inner loop)."""
+    compute = _compute_slices(model.name)
+    return sum(compute[p] * min(n, wanted.get(p, 0)) for p, n in geometry.items()) / model.compute_slices
 
 
 def best_geometry(model: slices.GPUModel, unmet: Mapping[str, float], expected: Mapping[str, float] = None,
@@ -80,22 +83,31 @@ def best_geometry(model: slices.GPUModel, unmet: Mapping[str, float], expected: 
     expected = expected or {}
     profiles = set(unmet) | set(expected) | ({must_include} if must_include else set())
     best, best_score = None, None
-    current_key = Counter(current or {})
-    for geometry in candidate_geometries(model, profiles):
-        if must_include and geometry[must_include] < 1:
+    current_key = tuple(sorted((p, n) for p, n in (current or {}).items() if n > 0))
+    for key in _candidates(model.name, frozenset(profiles)):
+        geometry = dict(key)
+        if must_include and geometry.get(must_include, 0) < 1:
             continue
         score = (
             _served(model, geometry, unmet),
             _served(model, geometry, expected),
-            geometry == current_key,
-            slices.geometry_gpu_units(model, geometry),
-            sorted((model.mig_profiles[p].compute for p in geometry.elements()), reverse=True),
+            key == current_key,
+            *_size_score(model.name, key),
         )
         if best_score is None or score > best_score:
-            best, best_score = geometry, score
+            best, best_score = key, score
     if best is None:
         raise slices.InvalidSlice(f"no geometry of the {model.name} holds {must_include}")
-    return best
+    return Counter(dict(best))
+
+
+@lru_cache(maxsize=None)
+def _size_score(model_name: str, key: tuple[tuple[str, int], ...]) -> tuple[Fraction, tuple[int, ...]]:
+    """The tie-breaks of `best_geometry` that depend on the geometry alone: its GPU units, then
+    its instances' sizes, largest first."""
+    model = slices.GPU_MODELS[model_name]
+    sizes = tuple(sorted((model.mig_profiles[p].compute for p, n in key for _ in range(n)), reverse=True))
+    return slices.geometry_gpu_units(model, dict(key)), sizes
 
 
 # --------------------------------------------------------------------------- demand

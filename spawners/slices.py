@@ -351,8 +351,9 @@ class SliceRequest:
     count: int = 0  # whole GPUs (gpu-n); 0 otherwise
 
 
-def _all_profile_names() -> set[str]:
-    return {name for model in GPU_MODELS.values() for name in model.mig_profiles}
+@lru_cache(maxsize=None)
+def _all_profile_names() -> frozenset[str]:
+    return frozenset(name for model in GPU_MODELS.values() for name in model.mig_profiles)
 
 
 def _mps_percents() -> list[int]:
