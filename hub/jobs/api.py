@@ -31,7 +31,11 @@ log = logging.getLogger("astrago.jobs")
 JOB_ID = r"[^/]+"
 LOG_HEADERS = [("X-Log-Offset", "the offset asked for"), ("X-Log-Next-Offset", "where to continue"),
                ("X-Log-Size", "the log's size now"), ("X-Job-Status", "the job's status"),
-               ("X-Job-Attempt", "the attempt whose log this is")]
+               ("X-Job-Attempt", "the attempt whose log this is"),
+               ("X-Job-Replica", "the replica whose log this is (0: the master, launcher or first process)")]
+REPLICA_QUERY = ("replica", {"type": "integer", "minimum": 0, "maximum": 64,
+                             "description": "whose log: 0 (default) the master, the MPI launcher or the first "
+                             "process; 1 .. replicas - 1 the others"})
 
 
 def spec_problem(exc: SpecError) -> Problem:
@@ -74,7 +78,8 @@ class JobsHandler(APIHandler):
     def parse_spec(self, body, owner: str, **defaults):
         executor = self.area.executor
         return parse_job_spec(body, home=self.area.home_of(owner), cluster=executor.runs_in_containers,
-                              max_runtime_limit_s=limit_s(self.area.settings), **defaults)
+                              max_runtime_limit_s=limit_s(self.area.settings),
+                              max_replicas=self.area.settings.max_replicas_for(owner), **defaults)
 
 
 class JobCollectionHandler(JobsHandler):
@@ -206,30 +211,46 @@ class JobCancelHandler(JobsHandler):
         self.write_json(result)
 
 
-async def log_state(handler: JobsHandler, job_id: str):
-    """(the job as JSON, its attempt, its log's path) now."""
+async def log_state(handler: JobsHandler, job_id: str, replica: int = 0):
+    """(the job as JSON, its attempt, the replica's log path) now."""
     def fetch(session):
         job = session.get(Job, job_id)
-        return handler.describe(session, [job])[0], job.attempt, job.log_path
+        return handler.describe(session, [job])[0], job.attempt, logs.replica_log_path(job.log_path, replica)
 
     return await handler.db.run(fetch)
 
 
+def replica_argument(handler: JobsHandler, job: dict) -> int:
+    """The `replica` query argument, checked against the job's replicas."""
+    raw = handler.get_argument("replica", "0")
+    try:
+        replica = int(raw)
+    except ValueError:
+        raise Problem("invalid-request", f"replica must be a whole number, not {raw!r}.",
+                      extra={"field": "replica"}) from None
+    if not 0 <= replica < job["replicas"]:
+        count = job["replicas"]
+        raise Problem("invalid-request", f"Job {job['id']} has {count} replica{'s' if count != 1 else ''}: replica "
+                      f"must be from 0 to {count - 1}.", extra={"field": "replica"})
+    return replica
+
+
 class JobLogHandler(JobsHandler):
-    @operation("getJobLog", "The log of the job's current attempt from a byte offset (X-Log-Next-Offset says "
-               "where to continue)", response=JOB_LOG, content="text/plain", errors=(400, 401, 403, 404),
+    @operation("getJobLog", "The log of the job's current attempt (of one replica: `replica`) from a byte offset "
+               "(X-Log-Next-Offset says where to continue)", response=JOB_LOG, content="text/plain",
+               errors=(400, 401, 403, 404),
                query=[("offset", {"type": "integer", "minimum": 0}),
-                      ("limit", {"type": "integer", "minimum": 1, "maximum": 8 * 1024 * 1024})],
+                      ("limit", {"type": "integer", "minimum": 1, "maximum": 8 * 1024 * 1024}), REPLICA_QUERY],
                headers=LOG_HEADERS)
     @needs_scope(scopes.READ, action="job.log")
     async def get(self, job_id):
-        await self.job_for(job_id, "job.log")
+        replica = replica_argument(self, await self.job_for(job_id, "job.log"))
         try:
             offset = max(0, int(self.get_argument("offset", "0")))
             limit = max(1, min(int(self.get_argument("limit", str(1024 * 1024))), 8 * 1024 * 1024))
         except ValueError:
             raise Problem("invalid-request", "offset and limit must be whole numbers.") from None
-        job, attempt, path = await log_state(self, job_id)
+        job, attempt, path = await log_state(self, job_id, replica)
         data, size = await asyncio.to_thread(logs.read_from, path, offset, limit)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("X-Log-Offset", str(offset))
@@ -237,6 +258,7 @@ class JobLogHandler(JobsHandler):
         self.set_header("X-Log-Size", str(size))
         self.set_header("X-Job-Status", job["status"])
         self.set_header("X-Job-Attempt", str(attempt))
+        self.set_header("X-Job-Replica", str(replica))
         self.set_header("Cache-Control", "no-store")
         self.finish(data)
 
@@ -248,12 +270,13 @@ class JobEventsHandler(JobsHandler):
         self.closed = True
 
     @operation("followJob", "Server-sent events: the job's log as it is written, its status whenever it changes, "
-               "and a final `end`; Last-Event-ID resumes", response=JOB_EVENTS, content="text/event-stream",
-               errors=(400, 401, 403, 404), query=[("offset", {"type": "integer", "minimum": 0})],
+               "and a final `end`; Last-Event-ID resumes; `replica` follows another replica's log",
+               response=JOB_EVENTS, content="text/event-stream",
+               errors=(400, 401, 403, 404), query=[("offset", {"type": "integer", "minimum": 0}), REPLICA_QUERY],
                request_headers=[("Last-Event-ID", False, "<attempt>:<offset> of the last event received")])
     @needs_scope(scopes.READ, action="job.follow")
     async def get(self, job_id):
-        await self.job_for(job_id, "job.follow")
+        replica = replica_argument(self, await self.job_for(job_id, "job.follow"))
         attempt, offset = logs.parse_event_id(self.request.headers.get("Last-Event-ID"))
         if self.get_argument("offset", None) is not None:
             try:
@@ -266,7 +289,7 @@ class JobEventsHandler(JobsHandler):
         self.write("retry: 2000\n\n")
         try:
             await self.flush()
-            await logs.follow(self, self.scheduler, lambda: log_state(self, job_id), job_id, offset, attempt)
+            await logs.follow(self, self.scheduler, lambda: log_state(self, job_id, replica), job_id, offset, attempt)
         except StreamClosedError:
             return
         self.finish()

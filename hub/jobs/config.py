@@ -46,6 +46,18 @@ class JobsConfig(Configurable):
 
     default_cpu = Float(1.0, config=True, help="CPU cores a job asks for when its spec does not say.")
     default_memory_gib = Float(4.0, config=True, help="Memory (GiB) a job asks for when its spec does not say.")
+    max_replicas = Integer(8, config=True,
+                           help="The most replicas one job of a user may have (`replicas`, each on its own slice, "
+                           "admitted all or none); a spec asking for more is refused. The user's quota bounds "
+                           "what they hold as well. At most 65.")
+    max_replicas_by_user = Dict(value_trait=Integer(), config=True,
+                                help="User name -> their own `max_replicas`, for users who may ask for more (or "
+                                "fewer) replicas than everyone else.")
+
+    def max_replicas_for(self, user: str) -> int:
+        """The most replicas `user`'s job may have."""
+        return int(self.max_replicas_by_user.get(user, self.max_replicas))
+
     max_runtime_limit_hours = Float(7 * 24.0, config=True,
                                     help="The longest max_runtime a job may ask for; also the max_runtime of a job "
                                     "that does not say (0: no limit).")
@@ -124,3 +136,12 @@ class JobsConfig(Configurable):
     node_selector = Dict(config=True, help="Extra node selector for job pods.")
     extra_labels = Dict(config=True, help="Extra labels on job objects and pods.")
     image_pull_secrets = List(Unicode(), config=True, help="Names of image pull secrets for job pods.")
+    mpi_launcher_command = List(Unicode(), ["mpirun", "-np", "{replicas}"], config=True,
+                                help="How an MPIJob's launcher starts the job's processes: this, then the job's "
+                                "own command (or python and its script), run by the AstraGo runner; {replicas} is "
+                                "the job's replica count. The MPI Operator gives mpirun the hostfile "
+                                "(OMPI_MCA_orte_default_hostfile). Empty: the launcher runs the job as rank 0 "
+                                "itself.")
+    mpi_worker_command = List(Unicode(), config=True,
+                              help="The command of an MPIJob's workers. Empty: the MPI Operator's default, "
+                              "`/usr/sbin/sshd -De` (the image must have sshd that runs as run_as_uid).")

@@ -9,6 +9,16 @@ import time
 CHUNK = 64 * 1024
 
 
+def replica_log_path(path: str, replica: int) -> str:
+    """Where replica `replica` of an attempt keeps its log, beside the attempt's own log (pure):
+    replica 0 is the attempt's log itself (rank 0: the master, the launcher, the first process);
+    .../attempt-2.log -> .../attempt-2.replica-1.log."""
+    if not replica or not path:
+        return path
+    base, dot, ext = path.rpartition(".")
+    return f"{base}.replica-{replica}.{ext}" if dot else f"{path}.replica-{replica}"
+
+
 def split_utf8(data: bytes) -> tuple[str, int]:
     """Decode the longest prefix of `data` that ends on a character boundary (pure).
     Returns (text, bytes used): a character cut by the end of a chunk waits for the next read;

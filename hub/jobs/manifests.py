@@ -1,4 +1,4 @@
-"""A job attempt -> a Kubernetes batch/v1 Job, or a Kubeflow PyTorchJob when distributed (pure), the way kubespawner's objects.py builds pods.
+"""A job attempt -> a Kubernetes batch/v1 Job, or a Kubeflow PyTorchJob or MPIJob when distributed (pure), the way kubespawner's objects.py builds pods.
 
 GPU resources, node selectors, affinity, tolerations and the slice's environment come from
 `astrago.spawners.manifests.container_gpu_resources`, the same function GPUKubeSpawner's
@@ -23,7 +23,12 @@ CONTAINER = "job"
 #: the training operator looks for its container by this name in every replica
 PYTORCH_CONTAINER = "pytorch"
 PYTORCH_JOB_GROUP, PYTORCH_JOB_VERSION, PYTORCH_JOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
-REPLICA_LABEL = "astrago.io/replica"  # master | worker, on a PyTorchJob's pods
+#: the MPI Operator v2 runs the first container of each replica; the name is AstraGo's
+MPI_CONTAINER = "mpi"
+MPI_JOB_GROUP, MPI_JOB_VERSION, MPI_JOB_PLURAL = "kubeflow.org", "v2beta1", "mpijobs"
+REPLICA_LABEL = "astrago.io/replica"  # master | worker (PyTorchJob), launcher | worker (MPIJob)
+#: both Kubeflow operators number each replica type's pods with this label
+REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -94,15 +99,20 @@ def pod_template(run: JobRun, *, image: str, output: str = "", model: str | None
                  service_account: str = "", run_as_uid: int = 1000, run_as_gid: int = 100, home_claim: str = "",
                  home_mount_path: str = "/home/jovyan", node_selector: dict | None = None,
                  extra_labels: dict | None = None, image_pull_secrets=(), container_name: str = CONTAINER,
-                 extra_env: dict | None = None) -> dict[str, Any]:
+                 extra_env: dict | None = None, launcher: list | None = None,
+                 command: list | None = None) -> dict[str, Any]:
     """The PodTemplateSpec that runs one attempt of `run` on its slice (pure): the AstraGo runner
-    with the launch spec, the slice's GPU resources, node selector, affinity and tolerations."""
+    with the launch spec, the slice's GPU resources, node selector, affinity and tolerations.
+    `launcher`: what the runner starts the job's processes with (an MPIJob's mpirun); `command`:
+    the container's command instead of the runner ([]: the image's, or what an operator sets)."""
     if run_as_uid == 0:
         raise ValueError("job containers never run as root (run_as_uid 0)")
     parts = container_gpu_resources(run.slice, model, strategy)
     spec = {"id": run.id, "attempt": run.attempt, "kind": run.kind, "input": run.input, "code": run.code,
             "command": run.command, "parameters": dict(run.parameters), "workdir": run.workdir or home_mount_path,
             "output": output}
+    if launcher:
+        spec["launcher"] = list(launcher)
     env = dict(run.env)
     env.update(parts["env"])
     env.update({"ASTRAGO_JOB_SPEC": json.dumps(spec, sort_keys=True), "ASTRAGO_JOB_ID": run.id,
@@ -116,12 +126,14 @@ def pod_template(run: JobRun, *, image: str, output: str = "", model: str | None
     container: dict[str, Any] = {
         "name": container_name,
         "image": image,
-        "command": list(RUNNER),
+        "command": list(RUNNER if command is None else command),
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
         "resources": {"limits": limits, "requests": requests},
         "workingDir": run.workdir or home_mount_path,
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
     }
+    if not container["command"]:
+        del container["command"]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
@@ -212,4 +224,57 @@ def pytorch_job_manifest(run: JobRun, *, namespace: str, image: str, model: str 
                      "annotations": {"astrago.io/user": run.owner, "astrago.io/job-name": run.name,
                                      "astrago.io/workers": str(workers)}},
         "spec": {"runPolicy": run_policy, "pytorchReplicaSpecs": replicas},
+    }
+
+
+def mpi_job_manifest(run: JobRun, *, namespace: str, image: str, model: str | None = None, strategy: str = "mixed",
+                     service_account: str = "", run_as_uid: int = 1000, run_as_gid: int = 100, home_claim: str = "",
+                     home_mount_path: str = "/home/jovyan", ttl_seconds_after_finished: int = 86400,
+                     node_selector: dict | None = None, extra_labels: dict | None = None, image_pull_secrets=(),
+                     launcher_command=("mpirun", "-np", "{replicas}"), worker_command=()) -> dict[str, Any]:
+    """The Kubeflow MPI Operator v2 MPIJob for one attempt of a distributed `run` with framework
+    mpi (pure).
+
+    Every replica holds one slice of the job's: the Launcher runs as a worker too
+    (`runLauncherAsWorker`, one slot each), so a job of N replicas is a Launcher and N - 1
+    Workers, each pod asking for what a batch/v1 Job of the run would ask for. The Launcher runs
+    the AstraGo runner, which starts the job through `launcher_command` (mpirun over the hostfile
+    the operator mounts); it is created once the workers are ready. Workers run
+    `worker_command` (empty: the operator's `sshd -De`). The SSH keys go into the user's home
+    (the containers never run as root). Running workers are removed when the launcher ends;
+    retries are AstraGo's (`backoffLimit: 0`)."""
+    workers = int(run.distributed.get("workers", 0))
+    if run.distributed.get("framework") != "mpi" or workers < 1:
+        raise ValueError("an MPIJob needs a run with distributed framework mpi and at least one worker")
+    replicas = workers + 1
+    common = dict(image=image, model=model, strategy=strategy, service_account=service_account,
+                  run_as_uid=run_as_uid, run_as_gid=run_as_gid, home_claim=home_claim,
+                  home_mount_path=home_mount_path, node_selector=node_selector,
+                  image_pull_secrets=image_pull_secrets, container_name=MPI_CONTAINER)
+    launcher = [part.replace("{replicas}", str(replicas)) for part in launcher_command]
+    specs = {
+        "Launcher": {"replicas": 1, "restartPolicy": "Never", "template": pod_template(
+            run, **common, extra_labels={**(extra_labels or {}), REPLICA_LABEL: "launcher"},
+            extra_env={"ASTRAGO_JOB_REPLICA": "launcher", "ASTRAGO_JOB_REPLICAS": str(replicas)},
+            launcher=launcher)},
+        "Worker": {"replicas": workers, "restartPolicy": "Never", "template": pod_template(
+            run, **common, extra_labels={**(extra_labels or {}), REPLICA_LABEL: "worker"},
+            extra_env={"ASTRAGO_JOB_REPLICA": "worker", "ASTRAGO_JOB_REPLICAS": str(replicas)},
+            command=list(worker_command))},
+    }
+    run_policy: dict[str, Any] = {"cleanPodPolicy": "Running", "backoffLimit": 0,
+                                  "ttlSecondsAfterFinished": ttl_seconds_after_finished}
+    if run.max_runtime_s:
+        run_policy["activeDeadlineSeconds"] = int(run.max_runtime_s)
+    return {
+        "apiVersion": f"{MPI_JOB_GROUP}/{MPI_JOB_VERSION}",
+        "kind": "MPIJob",
+        "metadata": {"name": job_name(run.id, run.attempt), "namespace": namespace,
+                     "labels": labels_for(run, extra_labels),
+                     "annotations": {"astrago.io/user": run.owner, "astrago.io/job-name": run.name,
+                                     "astrago.io/replicas": str(replicas)}},
+        "spec": {"slotsPerWorker": 1, "runLauncherAsWorker": True, "mpiImplementation": "OpenMPI",
+                 "launcherCreationPolicy": "WaitForWorkersReady",
+                 "sshAuthMountPath": f"{home_mount_path.rstrip('/')}/.ssh",
+                 "runPolicy": run_policy, "mpiReplicaSpecs": specs},
     }

@@ -8,7 +8,9 @@ named by ASTRAGO_JOB_STATUS_FD, which the service opened on a file the user cann
 otherwise reach. So a service that restarts while a job runs still learns its exit code.
 
 Spec: {"id", "attempt", "kind": notebook|script|command, "input", "code", "command",
-"parameters", "workdir", "output"} (output: where papermill saves the executed notebook).
+"parameters", "workdir", "output"} (output: where papermill saves the executed notebook), and
+for an MPIJob's launcher "launcher": the command the job's processes are started through
+(mpirun ...), put before the script's or command's own.
 """
 from __future__ import annotations
 
@@ -61,9 +63,11 @@ class _Child:
 
     proc: subprocess.Popen | None = None
 
+    launcher: list = []  # an MPIJob launcher's mpirun ...: the job's processes start through it
+
     @classmethod
     def run(cls, argv, env=None) -> int:
-        cls.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        cls.proc = subprocess.Popen([*cls.launcher, *argv], env=env, stdin=subprocess.DEVNULL)
         return cls.proc.wait()
 
 
@@ -134,8 +138,11 @@ def run(spec: dict) -> int:
         return EXIT_BAD_INPUT
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     gpus = visible if visible else "no GPU"
-    _say(f"job {spec['id']} attempt {spec.get('attempt', 1)}: {spec['kind']} on {os.environ.get('ASTRAGO_SLICE', 'cpu')}"
-         f" ({gpus}) as {os.environ.get('USER') or os.getuid()} in {os.getcwd()}")
+    rank = f" rank {os.environ['RANK']} of {os.environ.get('WORLD_SIZE', '?')}" if os.environ.get("RANK") else ""
+    _say(f"job {spec['id']} attempt {spec.get('attempt', 1)}{rank}: {spec['kind']} on "
+         f"{os.environ.get('ASTRAGO_SLICE', 'cpu')} ({gpus}) as {os.environ.get('USER') or os.getuid()} in "
+         f"{os.getcwd()}")
+    _Child.launcher = [str(part) for part in spec.get("launcher") or []]
     kind = spec["kind"]
     if kind == "notebook":
         return run_notebook(spec)

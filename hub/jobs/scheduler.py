@@ -280,7 +280,8 @@ class JobScheduler:
                 from .model import JobDefinition
 
                 spec = parse_job_spec(raw, home=self.home_of(owner), cluster=self.executor.runs_in_containers,
-                                      max_runtime_limit_s=limit_s(self.config))
+                                      max_runtime_limit_s=limit_s(self.config),
+                                      max_replicas=self.config.max_replicas_for(owner))
                 job = store.submit(session, self.ledger, spec, owner, groups, self.executor.name, definition_id=def_id)
                 session.get(JobDefinition, def_id).last_job_id = job.id
                 return job.id

@@ -41,9 +41,16 @@ _SPEC = {
                      "description": "read-only datasets (the teams area's), as name:version or team/name:version; "
                      "each arrives as ASTRAGO_DATASET_<NAME> = its folder",
                      "examples": [["imagenet-mini:2"]]},
+        "replicas": {"type": "integer", "minimum": 1, "maximum": 65,
+                     "description": "processes of the job, each on its own `slice` (MIG and MPS slices too), "
+                     "admitted all or none and charged as that many slices; at most the installation's "
+                     "max_replicas. Cluster mode: a PyTorchJob (master + workers) or an MPIJob (launcher + "
+                     "workers); one machine: N processes with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and "
+                     "MASTER_PORT (torchrun --nproc-per-node style)"},
         "distributed": {"type": "object", "additionalProperties": False,
-                        "description": "cluster mode only: run as a Kubeflow PyTorchJob of 1 master + workers",
-                        "properties": {"framework": {"enum": ["pytorch"]},
+                        "description": "the framework of a job of several replicas (default pytorch; mpi: "
+                        "Kubeflow's MPI Operator, cluster mode only); workers: replicas - 1, instead of replicas",
+                        "properties": {"framework": {"enum": ["pytorch", "mpi"]},
                                        "workers": {"type": "integer", "minimum": 1, "maximum": 64}}},
     },
 }
@@ -64,10 +71,16 @@ _JOB_FIELDS = {
     "outputs": {"type": "array", "items": {"type": "string"}},
     "allocation_id": _NULLABLE_STRING, "definition_id": _NULLABLE_STRING,
     "cancel_requested": {"type": "boolean"}, "distributed": {"type": "object"},
+    "replicas": {"type": "integer", "minimum": 1, "description": "processes (pods) of the job, each on its own "
+                 "slice; their logs: GET api/jobs/{id}/log?replica=0..replicas-1"},
     "process": {"type": "object", "description": "where the current attempt runs: pid, host and account, or the "
                 "Kubernetes namespace and name",
                 "properties": {"pid": {"type": "integer"}, "host": _STRING, "account": _STRING,
-                               "namespace": _STRING, "name": _STRING, "limits_enforced": {"type": "boolean"}}},
+                               "namespace": _STRING, "name": _STRING, "limits_enforced": {"type": "boolean"},
+                               "kind": {"type": "string", "description": "PyTorchJob or MPIJob (distributed jobs "
+                                        "in a cluster)"},
+                               "pids": {"type": "array", "items": {"type": "integer"},
+                                        "description": "every replica's process on this machine, by rank"}}},
     "created_at": _TIME, "queued_at": _NULLABLE_TIME, "started_at": _NULLABLE_TIME,
     "finished_at": _NULLABLE_TIME, "updated_at": _TIME,
 }

@@ -18,7 +18,10 @@ MAX_ENV = 200
 MAX_RETRIES = 10
 MAX_PRIORITY = 100
 MAX_DISTRIBUTED_WORKERS = 64
-DISTRIBUTED_FRAMEWORKS = ("pytorch",)
+#: the most replicas a spec may name at all; JobsConfig.max_replicas bounds what a user may ask for
+MAX_REPLICAS = MAX_DISTRIBUTED_WORKERS + 1
+DEFAULT_MAX_REPLICAS = 8
+DISTRIBUTED_FRAMEWORKS = ("pytorch", "mpi")
 DEFAULT_CPU = 1.0
 DEFAULT_MEMORY_GIB = 4.0
 
@@ -32,7 +35,7 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 RESERVED_ENV = re.compile(r"^(ASTRAGO_.*|CUDA_VISIBLE_DEVICES|CUDA_MPS_.*|NVIDIA_VISIBLE_DEVICES|HOME|USER|"
                           r"LOGNAME|SHELL|JUPYTERHUB_.*|LD_PRELOAD|LD_LIBRARY_PATH|PYTHONPATH)$")
 FIELDS = {"name", "kind", "input", "code", "command", "parameters", "slice", "cpu", "memory", "memory_gib",
-          "image", "env", "priority", "max_runtime", "retries", "workdir", "distributed", "datasets"}
+          "image", "env", "priority", "max_runtime", "retries", "workdir", "distributed", "replicas", "datasets"}
 MAX_DATASETS = 20
 _DATASET_REF = re.compile(r"^([a-z][a-z0-9-]{0,17}/)?[a-z0-9][a-z0-9._-]{0,62}:[1-9][0-9]*$")
 
@@ -63,12 +66,12 @@ class JobSpec:
     max_runtime_s: float | None = None
     retries: int = 0
     workdir: str = ""
-    distributed: dict = field(default_factory=dict)  # {} or {"framework": "pytorch", "workers": N}
+    distributed: dict = field(default_factory=dict)  # {} or {"framework": "pytorch"|"mpi", "workers": N}
     datasets: tuple = ()  # "name:version" or "team/name:version", attached read-only (the teams area resolves them)
 
     @property
     def replicas(self) -> int:
-        """Pods that run the job at once, each on its own `slice`: 1, or a master and its workers."""
+        """Processes (pods) that run the job at once, each on its own `slice`: 1, or 1 + workers."""
         return replicas_of(self.distributed)
 
     def to_dict(self) -> dict:
@@ -76,74 +79,63 @@ class JobSpec:
                 "command": self.command, "parameters": dict(self.parameters), "cpu": self.cpu,
                 "memory_gib": self.memory_gib, "image": self.image, "env": dict(self.env),
                 "priority": self.priority, "max_runtime": self.max_runtime_s, "retries": self.retries,
-                "workdir": self.workdir, "distributed": dict(self.distributed), "datasets": list(self.datasets)}
+                "workdir": self.workdir, "distributed": dict(self.distributed), "replicas": self.replicas,
+                "datasets": list(self.datasets)}
 
 
 def replicas_of(distributed: dict | None) -> int:
-    """1 for a plain job; 1 master + N workers for a distributed one (pure)."""
+    """1 for a plain job; 1 + workers for a distributed one (pure)."""
     return 1 + int((distributed or {}).get("workers", 0))
 
 
-def parse_distributed(value, *, cluster: bool, kind: str, slice_name: str) -> dict:
-    """The `distributed` part of a spec -> {} or {"framework": "pytorch", "workers": N} (pure).
+def parse_distributed(value, replicas=None, *, cluster: bool, kind: str, max_replicas: int = MAX_REPLICAS) -> dict:
+    """`replicas` and `distributed` of a spec -> {} or {"framework": "pytorch"|"mpi", "workers": N} (pure).
 
-    Only in cluster mode (a PyTorchJob of the Kubeflow training operator), only for script and
-    command jobs (every replica runs the same code), and only on slices one admission can hold
-    for all replicas together: cpu, or whole GPUs (see `admission_totals`)."""
-    if value is None or value == {}:
-        return {}
-    if not cluster:
-        raise SpecError("distributed", "Distributed training runs only in cluster mode: this installation runs "
-                        "jobs in your own environment.")
+    `replicas` counts the processes of the job, each on its own slice of the job's `slice` (so MIG
+    and MPS slices too: the admission desk admits them as a gang, all or none); `distributed`
+    names the framework (`pytorch`, the default, or `mpi`) and may give `workers` instead
+    (replicas = 1 + workers). In cluster mode a job of several replicas is a Kubeflow PyTorchJob
+    (a master and workers) or an MPIJob (a launcher that is also a worker, and workers); on one
+    machine it is `torchrun --nproc-per-node N` style: N processes, each with its own slice and
+    RANK. Only script and command jobs (every replica runs the same code)."""
+    if value is None:
+        value = {}
     if not isinstance(value, dict):
-        raise SpecError("distributed", 'distributed must be an object like {"framework": "pytorch", "workers": 2}.')
+        raise SpecError("distributed", 'distributed must be an object like {"framework": "pytorch"}.')
     unknown = sorted(set(value) - {"framework", "workers"})
     if unknown:
         raise SpecError("distributed", f"Unknown field(s) {', '.join(unknown)} in distributed; it takes framework "
                         "and workers.")
-    framework = value.get("framework", "pytorch")
-    if framework not in DISTRIBUTED_FRAMEWORKS:
-        raise SpecError("distributed", f"distributed.framework must be pytorch, not {framework!r}.")
+    if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int)
+                                 or not 1 <= replicas <= MAX_REPLICAS):
+        raise SpecError("replicas", f"replicas must be a whole number from 1 to {MAX_REPLICAS}.")
     workers = value.get("workers")
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_DISTRIBUTED_WORKERS:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or not 1 <= workers <= MAX_DISTRIBUTED_WORKERS):
         raise SpecError("distributed", f"distributed.workers must be a whole number from 1 to "
                         f"{MAX_DISTRIBUTED_WORKERS}.")
+    if workers is not None and replicas is not None and replicas != workers + 1:
+        raise SpecError("replicas", f"replicas ({replicas}) and distributed.workers ({workers}) disagree: "
+                        "give replicas alone (the workers are replicas - 1).")
+    count = replicas if replicas is not None else (workers + 1 if workers is not None else 1)
+    framework = value.get("framework", "pytorch")
+    if framework not in DISTRIBUTED_FRAMEWORKS:
+        raise SpecError("distributed", f"distributed.framework must be pytorch or mpi, not {framework!r}.")
+    if count == 1:
+        if value:
+            raise SpecError("replicas", "A distributed job needs 2 or more replicas (replicas: 2, or "
+                            "distributed.workers: 1).")
+        return {}
+    if count > max_replicas:
+        raise SpecError("replicas", f"A job may have at most {max_replicas} replicas here, not {count}: ask an "
+                        "administrator for more, or use fewer.")
     if kind == "notebook":
         raise SpecError("distributed", "Distributed training takes script or command jobs, not notebooks: every "
                         "replica runs the same code.")
-    admission_totals(slice_name, 1.0, 1.0, {"framework": framework, "workers": workers})  # refuses what cannot fit
-    return {"framework": framework, "workers": workers}
-
-
-def admission_totals(slice_name: str, cpu: float, memory_gib: float, distributed: dict | None) -> tuple:
-    """What one admission must hold for every replica of a job: (slice, cpu, memory_gib) (pure).
-
-    The admission desk admits one slice per request (it has no count), so a distributed job
-    is admitted as one request for the sum of its replicas: `gpu-K` per replica becomes
-    `gpu-(K x replicas)`, cpu and memory are multiplied. MIG and MPS slices cannot be summed
-    into one slice, so distributed jobs on them are refused, and so are totals above the
-    largest whole-GPU slice. The desk places a `gpu-T` admission on one node, so the whole
-    job must fit on one node's GPUs."""
-    replicas = replicas_of(distributed)
-    if replicas == 1:
-        return slice_name, cpu, memory_gib
-    from astrago.spawners import slices
-
-    try:
-        request = slices.parse_slice(slice_name)
-    except slices.InvalidSlice as exc:
-        raise SpecError("slice", str(exc)) from None
-    total_cpu, total_memory = cpu * replicas, memory_gib * replicas
-    if request.kind == "cpu":
-        return slice_name, total_cpu, total_memory
-    if request.kind != "gpu":
-        raise SpecError("distributed", f"Distributed training needs cpu or whole-GPU (gpu-N) slices, not "
-                        f"{slice_name}: one admission cannot hold several MIG or MPS slices.")
-    total_gpus = request.count * replicas
-    if total_gpus > slices.MAX_WHOLE_GPUS:
-        raise SpecError("distributed", f"{replicas} replicas of {slice_name} need {total_gpus} GPUs, more than the "
-                        f"{slices.MAX_WHOLE_GPUS} one job may hold.")
-    return f"gpu-{total_gpus}", total_cpu, total_memory
+    if framework == "mpi" and not cluster:
+        raise SpecError("distributed", "MPI jobs run only in cluster mode (Kubeflow's MPI Operator); here a job of "
+                        "several replicas runs as processes on this machine with framework pytorch.")
+    return {"framework": framework, "workers": count - 1}
 
 
 def parse_memory_gib(value) -> float:
@@ -206,7 +198,8 @@ def _path(value, workdir: str, field_name: str) -> str:
 
 
 def parse_job_spec(body: dict, *, home: str, cluster: bool = False, max_runtime_limit_s: float | None = None,
-                   default_cpu: float = DEFAULT_CPU, default_memory_gib: float = DEFAULT_MEMORY_GIB) -> JobSpec:
+                   default_cpu: float = DEFAULT_CPU, default_memory_gib: float = DEFAULT_MEMORY_GIB,
+                   max_replicas: int = DEFAULT_MAX_REPLICAS) -> JobSpec:
     """Check a submitted spec; `home` is the owner's storage root (relative paths start there
     unless `workdir` says otherwise)."""
     if not isinstance(body, dict):
@@ -320,7 +313,8 @@ def parse_job_spec(body: dict, *, home: str, cluster: bool = False, max_runtime_
     elif max_runtime_limit_s:
         max_runtime = float(max_runtime_limit_s)
 
-    distributed = parse_distributed(body.get("distributed"), cluster=cluster, kind=kind, slice_name=slice_name)
+    distributed = parse_distributed(body.get("distributed"), body.get("replicas"), cluster=cluster, kind=kind,
+                                    max_replicas=max_replicas)
 
     datasets = parse_dataset_refs(body.get("datasets"))
 

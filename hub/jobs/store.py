@@ -14,7 +14,7 @@ from ..service.interfaces.admission import AdmissionError, AdmissionLedger, Admi
 from . import states
 from .executors.base import JobRun
 from .model import Job, JobDefinition, JobEvent
-from .spec import JobSpec, admission_totals
+from .spec import JobSpec, replicas_of
 
 
 def utcnow() -> datetime:
@@ -91,12 +91,11 @@ def submit(session: Session, ledger: AdmissionLedger, spec: JobSpec, owner: str,
 
 def enqueue(session: Session, ledger: AdmissionLedger, job: Job, why: str = "") -> None:
     """Ask the ledger to admit the job's next attempt; the job waits QUEUED (it may be admitted at once).
-    A distributed job is one request for all its replicas together (`spec.admission_totals`)."""
-    slice_name, cpu, memory_gib = admission_totals(job.slice, job.cpu, job.memory_gib, job.distributed)
+    A distributed job is one gang request: each replica on its own slice, all admitted or none."""
     outcome = ledger.admit(session, AdmissionRequest(
-        owner_kind="job", owner_id=job.id, user=job.owner, groups=list(job.groups), slice=slice_name, cpu=cpu,
-        memory_gib=memory_gib, client_key=f"job:{job.id}:{job.attempt + 1}", priority=job.priority,
-        wait_over_quota=True))
+        owner_kind="job", owner_id=job.id, user=job.owner, groups=list(job.groups), slice=job.slice, cpu=job.cpu,
+        memory_gib=job.memory_gib, client_key=f"job:{job.id}:{job.attempt + 1}", priority=job.priority,
+        wait_over_quota=True, replicas=replicas_of(job.distributed)))
     job.allocation_id = outcome.allocation["id"]
     job.queued_at = utcnow()
     reason = why or outcome.allocation.get("reason") or ("admitted" if outcome.allocation["status"] == "admitted"
@@ -323,8 +322,9 @@ def job_dict(job: Job, allocation: dict | None = None) -> dict:
         "exit_code": job.exit_code, "executor": job.executor, "outputs": job.outputs,
         "allocation_id": job.allocation_id, "definition_id": job.definition_id,
         "cancel_requested": job.cancel_requested, "distributed": dict(job.distributed or {}),
+        "replicas": replicas_of(job.distributed),
         "process": {k: v for k, v in (job.process or {}).items() if k in ("pid", "host", "account", "namespace", "name",
-                                                                          "limits_enforced")},
+                                                                          "limits_enforced", "kind", "pids")},
         "created_at": iso(job.created_at), "queued_at": iso(job.queued_at), "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at), "updated_at": iso(job.updated_at),
     }

@@ -156,7 +156,7 @@ def test_launch_spec_carries_what_the_runner_needs():
     assert run.marker == "aaaaaaaaaaaa.2"
 
 
-# -- distributed training (cluster mode) ------------------------------------------
+# -- distributed training: replicas, each on its own slice -------------------------
 
 def test_a_distributed_spec_in_cluster_mode():
     s = parse_job_spec({"command": "torchrun train.py", "slice": "gpu-1", "distributed": {"workers": 3}},
@@ -168,10 +168,28 @@ def test_a_distributed_spec_in_cluster_mode():
     assert again == s
 
 
+@pytest.mark.parametrize("body, cluster, distributed", [
+    ({"command": "x", "replicas": 2}, True, {"framework": "pytorch", "workers": 1}),
+    ({"command": "x", "replicas": 3, "distributed": {"framework": "mpi"}}, True, {"framework": "mpi", "workers": 2}),
+    ({"command": "x", "replicas": 2, "distributed": {"workers": 1}}, True, {"framework": "pytorch", "workers": 1}),
+    # each replica holds one slice of its own, so MIG and MPS slices are fine (a gang admission)
+    ({"command": "x", "slice": "1g.10gb", "replicas": 4}, True, {"framework": "pytorch", "workers": 3}),
+    ({"command": "x", "slice": "mps-25", "replicas": 2, "distributed": {"framework": "mpi"}}, True,
+     {"framework": "mpi", "workers": 1}),
+    # on one machine: N processes, torchrun --nproc-per-node style
+    ({"code": "print(1)", "slice": "1g.10gb", "replicas": 2}, False, {"framework": "pytorch", "workers": 1}),
+    ({"command": "x", "replicas": 1}, False, {}),
+])
+def test_replicas_of_a_spec(body, cluster, distributed):
+    s = parse_job_spec(body, home="/home/jovyan", cluster=cluster)
+    assert s.distributed == distributed and s.replicas == 1 + distributed.get("workers", 0)
+    assert parse_job_spec(s.to_dict(), home="/home/jovyan", cluster=cluster) == s
+
+
 @pytest.mark.parametrize("body, cluster, words", [
-    ({"command": "x", "distributed": {"framework": "pytorch", "workers": 2}}, False,
-     "Distributed training runs only in cluster mode"),
-    ({"command": "x", "distributed": {"framework": "mpi", "workers": 2}}, True, "framework must be pytorch"),
+    ({"command": "x", "distributed": {"framework": "mpi", "workers": 2}}, False,
+     "MPI jobs run only in cluster mode"),
+    ({"command": "x", "distributed": {"framework": "horovod", "workers": 2}}, True, "framework must be pytorch or mpi"),
     ({"command": "x", "distributed": {"workers": 0}}, True, "from 1 to 64"),
     ({"command": "x", "distributed": {"workers": 65}}, True, "from 1 to 64"),
     ({"command": "x", "distributed": {"workers": 2.0}}, True, "whole number"),
@@ -179,21 +197,35 @@ def test_a_distributed_spec_in_cluster_mode():
     ({"command": "x", "distributed": {"workers": 2, "gpus": 1}}, True, "Unknown field(s) gpus"),
     ({"command": "x", "distributed": 4}, True, "must be an object"),
     ({"input": "a.ipynb", "distributed": {"workers": 2}}, True, "not notebooks"),
-    ({"command": "x", "slice": "1g.10gb", "distributed": {"workers": 2}}, True, "MIG or MPS"),
-    ({"command": "x", "slice": "mps-25", "distributed": {"workers": 2}}, True, "MIG or MPS"),
-    ({"command": "x", "slice": "gpu-2", "distributed": {"workers": 4}}, True, "10 GPUs, more than the 8"),
+    ({"input": "a.ipynb", "replicas": 2}, False, "not notebooks"),
+    ({"command": "x", "replicas": 0}, True, "from 1 to 65"),
+    ({"command": "x", "replicas": "2"}, True, "whole number"),
+    ({"command": "x", "replicas": 9}, True, "at most 8 replicas here, not 9"),
+    ({"command": "x", "replicas": 3, "distributed": {"workers": 1}}, True, "disagree"),
+    ({"command": "x", "distributed": {"framework": "mpi"}}, True, "2 or more replicas"),
 ])
 def test_distributed_specs_that_are_refused(body, cluster, words):
     with pytest.raises(SpecError) as info:
         parse_job_spec(body, home="/home/jovyan", cluster=cluster)
-    assert info.value.field in ("distributed", "slice") and words in info.value.message
+    assert info.value.field in ("distributed", "slice", "replicas") and words in info.value.message
     assert info.value.message.endswith(".") and "\n" not in info.value.message  # one plain sentence
 
 
-def test_admission_totals_hold_every_replica():
-    from astrago.hub.jobs.spec import admission_totals
+def test_max_replicas_is_the_installations_and_each_users():
+    from astrago.hub.jobs.config import JobsConfig
 
-    assert admission_totals("gpu-1", 4.0, 16.0, {}) == ("gpu-1", 4.0, 16.0)
-    assert admission_totals("1g.10gb", 4.0, 16.0, {}) == ("1g.10gb", 4.0, 16.0)
-    assert admission_totals("gpu-2", 4.0, 16.0, {"framework": "pytorch", "workers": 3}) == ("gpu-8", 16.0, 64.0)
-    assert admission_totals("cpu", 0.5, 2.0, {"framework": "pytorch", "workers": 63}) == ("cpu", 32.0, 128.0)
+    config = JobsConfig(max_replicas=4, max_replicas_by_user={"ann": 16})
+    assert (config.max_replicas_for("bob"), config.max_replicas_for("ann")) == (4, 16)
+    with pytest.raises(SpecError, match="at most 4 replicas"):
+        parse_job_spec({"command": "x", "replicas": 5}, home="/h", cluster=True,
+                       max_replicas=config.max_replicas_for("bob"))
+    assert parse_job_spec({"command": "x", "replicas": 16}, home="/h", cluster=True,
+                          max_replicas=config.max_replicas_for("ann")).replicas == 16
+
+
+def test_replica_logs_sit_beside_the_attempts_log():
+    from astrago.hub.jobs.logs import replica_log_path
+
+    assert replica_log_path("/d/j/attempt-2.log", 0) == "/d/j/attempt-2.log"
+    assert replica_log_path("/d/j/attempt-2.log", 3) == "/d/j/attempt-2.replica-3.log"
+    assert replica_log_path("", 1) == ""

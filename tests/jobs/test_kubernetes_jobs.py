@@ -1,4 +1,4 @@
-"""Cluster mode: batch/v1 Job and Kubeflow PyTorchJob manifests, exact and valid for the target
+"""Cluster mode: batch/v1 Job, Kubeflow PyTorchJob and MPIJob manifests, exact and valid for the target
 Kubernetes version (pure functions, compared to literal dicts). The Kubernetes executor itself runs
 against the real control plane in tests/e2e_k8s/test_job_executor.py."""
 import json
@@ -8,7 +8,8 @@ import kubernetes_validate
 import pytest
 
 from astrago.hub.jobs.executors.base import JobRun
-from astrago.hub.jobs.manifests import job_manifest, label_value, pytorch_job_manifest, quantity_cpu, quantity_memory
+from astrago.hub.jobs.manifests import (job_manifest, label_value, mpi_job_manifest, pytorch_job_manifest, quantity_cpu,
+                                        quantity_memory)
 from astrago.spawners.manifests import TARGET_KUBERNETES_VERSION
 
 RUN = JobRun(id="0123456789ab", owner="ann.lee@x", attempt=1, kind="notebook", name="train.ipynb",
@@ -260,3 +261,136 @@ def test_pytorch_job_templates_on_mig_are_valid_and_a_plain_run_is_refused():
         kubernetes_validate.validate(broken, TARGET_KUBERNETES_VERSION, strict=True)
     with pytest.raises(ValueError, match="distributed"):
         pytorch_job_manifest(replace(DIST_RUN, distributed={}), namespace="ml", image="i:1")
+
+
+# -- distributed training: a Kubeflow MPI Operator v2 MPIJob ------------------------
+
+MPI_RUN = replace(DIST_RUN, id="3b13b13b13b1", name="allreduce", command="python allreduce.py", slice="1g.10gb",
+                  cpu=2, memory_gib=8, distributed={"framework": "mpi", "workers": 2})
+
+MPI_LABELS = {**DIST_LABELS, "astrago.io/job-id": "3b13b13b13b1", "astrago.io/slice": "1g.10gb"}
+
+
+def _mpi_template(role, spec):
+    container = {
+        "name": "mpi",
+        "image": "astrago/singleuser:1.0",
+        "command": ["python", "-m", "astrago.hub.jobs.runner"],
+        "env": [
+            {"name": "ASTRAGO_GPU_UNITS", "value": "1/7"},
+            {"name": "ASTRAGO_JOB_ATTEMPT", "value": "2"},
+            {"name": "ASTRAGO_JOB_ID", "value": "3b13b13b13b1"},
+            {"name": "ASTRAGO_JOB_MARKER", "value": "3b13b13b13b1.2"},
+            {"name": "ASTRAGO_JOB_NAME", "value": "allreduce"},
+            {"name": "ASTRAGO_JOB_REPLICA", "value": role},
+            {"name": "ASTRAGO_JOB_REPLICAS", "value": "3"},
+            {"name": "ASTRAGO_JOB_SPEC", "value": spec},
+            {"name": "ASTRAGO_SLICE", "value": "1g.10gb"},
+            {"name": "HOME", "value": "/home/jovyan"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "resources": {"limits": {"nvidia.com/mig-1g.10gb": "1", "cpu": "2", "memory": "8Gi"},
+                      "requests": {"nvidia.com/mig-1g.10gb": "1", "cpu": "2", "memory": "8Gi"}},
+        "workingDir": "/home/jovyan",
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+        "volumeMounts": [{"name": "home", "mountPath": "/home/jovyan"}],
+    }
+    if role == "worker":
+        del container["command"]  # the operator's default: sshd -De
+    return {
+        "metadata": {"labels": {**MPI_LABELS, "astrago.io/replica": role}, "annotations": {"astrago.io/user": "ann"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [container],
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 100, "fsGroup": 100},
+            "automountServiceAccountToken": False,
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In",
+                                       "values": ["NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"]}]}]}}},
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-ann"}}],
+        },
+    }
+
+
+_MPI_SPEC = {"attempt": 2, "code": "", "command": "python allreduce.py", "id": "3b13b13b13b1", "input": "",
+             "kind": "command", "output": "", "parameters": {}, "workdir": "/home/jovyan"}
+
+EXPECTED_MPI_JOB = {
+    "apiVersion": "kubeflow.org/v2beta1",
+    "kind": "MPIJob",
+    "metadata": {"name": "astrago-job-3b13b13b13b1-2", "namespace": "ml", "labels": MPI_LABELS,
+                 "annotations": {"astrago.io/user": "ann", "astrago.io/job-name": "allreduce",
+                                 "astrago.io/replicas": "3"}},
+    "spec": {
+        "slotsPerWorker": 1,
+        "runLauncherAsWorker": True,
+        "mpiImplementation": "OpenMPI",
+        "launcherCreationPolicy": "WaitForWorkersReady",
+        "sshAuthMountPath": "/home/jovyan/.ssh",
+        "runPolicy": {"cleanPodPolicy": "Running", "backoffLimit": 0, "ttlSecondsAfterFinished": 86400,
+                      "activeDeadlineSeconds": 3600},
+        "mpiReplicaSpecs": {
+            "Launcher": {"replicas": 1, "restartPolicy": "Never", "template": _mpi_template(
+                "launcher", json.dumps({**_MPI_SPEC, "launcher": ["mpirun", "-np", "3"]}, sort_keys=True))},
+            "Worker": {"replicas": 2, "restartPolicy": "Never",
+                       "template": _mpi_template("worker", json.dumps(_MPI_SPEC, sort_keys=True))},
+        },
+    },
+}
+
+
+def test_mpi_job_manifest_exactly_each_replica_on_its_own_mig_slice():
+    m = mpi_job_manifest(MPI_RUN, namespace="ml", image="astrago/singleuser:1.0", model="H100-80GB",
+                         home_claim="claim-ann")
+    assert m == EXPECTED_MPI_JOB
+    for replica in m["spec"]["mpiReplicaSpecs"].values():
+        assert kubernetes_validate.validate(_as_pod_template(replica["template"]), TARGET_KUBERNETES_VERSION,
+                                            strict=True) == "1.33"
+    # the launcher is a worker too: 3 replicas hold 3 slices, each asking what a plain Job's pod asks for
+    plain = job_manifest(replace(MPI_RUN, distributed={}), namespace="ml", image="i:1", model="H100-80GB",
+                         home_claim="claim-ann")["spec"]["template"]["spec"]["containers"][0]["resources"]
+    for replica in ("Launcher", "Worker"):
+        assert m["spec"]["mpiReplicaSpecs"][replica]["template"]["spec"]["containers"][0]["resources"] == plain
+
+
+def test_mpi_job_commands_are_the_installations_and_a_pytorch_run_is_refused():
+    m = mpi_job_manifest(MPI_RUN, namespace="ml", image="i:1", launcher_command=["mpiexec", "-n", "{replicas}",
+                                                                                 "--bind-to", "none"],
+                         worker_command=["/opt/ssh/sshd", "-De", "-f", "/home/jovyan/.sshd_config"])
+    launcher = m["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    worker = m["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
+    spec = json.loads(next(e["value"] for e in launcher["env"] if e["name"] == "ASTRAGO_JOB_SPEC"))
+    assert spec["launcher"] == ["mpiexec", "-n", "3", "--bind-to", "none"]
+    assert worker["command"] == ["/opt/ssh/sshd", "-De", "-f", "/home/jovyan/.sshd_config"]
+    empty = mpi_job_manifest(MPI_RUN, namespace="ml", image="i:1", launcher_command=[])
+    launcher = empty["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    assert "launcher" not in json.loads(next(e["value"] for e in launcher["env"] if e["name"] == "ASTRAGO_JOB_SPEC"))
+    with pytest.raises(ValueError, match="framework mpi"):
+        mpi_job_manifest(DIST_RUN, namespace="ml", image="i:1")
+
+
+def test_the_rank_of_each_replicas_pod():
+    from astrago.hub.jobs.executors.kubernetes import kind_of, rank_of
+
+    index = "training.kubeflow.org/replica-index"
+    assert rank_of({}) == 0  # a batch/v1 Job's one pod
+    assert rank_of({"astrago.io/replica": "master", index: "0"}) == 0
+    assert rank_of({"astrago.io/replica": "launcher"}) == 0
+    assert rank_of({"astrago.io/replica": "worker", index: "0"}) == 1
+    assert rank_of({"astrago.io/replica": "worker", index: "4"}) == 5
+    assert rank_of({"astrago.io/replica": "worker"}) is None
+    assert [kind_of(r) for r in (RUN, DIST_RUN, MPI_RUN)] == ["Job", "PyTorchJob", "MPIJob"]
+
+
+def test_the_executors_manifest_pins_a_model_only_when_every_replica_has_it(tmp_path):
+    from astrago.hub.jobs.config import JobsConfig
+    from astrago.hub.jobs.executors.kubernetes import KubernetesExecutor
+
+    executor = KubernetesExecutor(JobsConfig(namespace="ml", data_dir=str(tmp_path), home_claim_template=""))
+    same = {"model": "H100-80GB", "replicas": [{"model": "H100-80GB"}] * 3}
+    mixed = {"model": "H100-80GB", "replicas": [{"model": "H100-80GB"}, {"model": "A100-80GB"}, {"model": "H100-80GB"}]}
+    affinity = lambda m: m["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"].get("affinity")  # noqa: E731
+    assert affinity(executor.manifest(replace(MPI_RUN, placement=same), "")) is not None
+    assert affinity(executor.manifest(replace(MPI_RUN, placement=mixed), "")) is None
+    assert executor.log_path(MPI_RUN, 2) == tmp_path / "3b13b13b13b1" / "attempt-2.replica-2.log"

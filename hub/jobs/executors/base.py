@@ -16,6 +16,8 @@ from typing import ClassVar
 
 from traitlets.config import LoggingConfigurable
 
+from ..logs import replica_log_path
+
 
 @dataclass(frozen=True)
 class JobRun:
@@ -42,7 +44,12 @@ class JobRun:
     process: dict = field(default_factory=dict)
     log_path: str = ""
     outputs: tuple = ()
-    distributed: dict = field(default_factory=dict)  # {} or {"framework": "pytorch", "workers": N}
+    distributed: dict = field(default_factory=dict)  # {} or {"framework": "pytorch"|"mpi", "workers": N}
+
+    @property
+    def replicas(self) -> int:
+        """Processes (pods) of the attempt, each on its own slice: 1 + workers."""
+        return 1 + int((self.distributed or {}).get("workers", 0))
 
     @property
     def marker(self) -> str:
@@ -112,8 +119,9 @@ class Executor(LoggingConfigurable):
         one machine; None when a scheduler outside AstraGo places jobs by their requests."""
         return None
 
-    def log_path(self, run: JobRun) -> Path:
-        return self.data_dir / run.id / f"attempt-{run.attempt}.log"
+    def log_path(self, run: JobRun, replica: int = 0) -> Path:
+        """Where the attempt's log is kept; of each replica but the first, beside it (`replica_log_path`)."""
+        return Path(replica_log_path(str(self.data_dir / run.id / f"attempt-{run.attempt}.log"), replica))
 
     async def start(self, run: JobRun) -> Launch:
         """Start the attempt; ExecutorError (for people) when it cannot start."""

@@ -6,9 +6,11 @@ logs the same way in both modes), reads the exit code from the pod's terminated 
 and deletes the Job (with its pods) on cancel or timeout. After a restart the Job is found
 again by name; one that is gone is FAILED with the reason.
 
-A distributed attempt is a Kubeflow PyTorchJob instead (custom-objects API): its Succeeded or
-Failed condition ends it, the master pod's log is the job's log and the master's exit code
-its exit code.
+A distributed attempt is a Kubeflow PyTorchJob (framework pytorch) or MPIJob (framework mpi,
+the MPI Operator v2) instead, through the custom-objects API: its Succeeded or Failed
+condition ends it; rank 0 (the PyTorchJob's master, the MPIJob's launcher) gives the job's log
+and exit code, and every other replica's log is followed into its own file (`replica` of the
+log API).
 """
 from __future__ import annotations
 
@@ -17,8 +19,11 @@ import logging
 import os
 from datetime import datetime, timezone
 
-from ..manifests import (CONTAINER, PYTORCH_CONTAINER, PYTORCH_JOB_GROUP, PYTORCH_JOB_PLURAL, PYTORCH_JOB_VERSION,
-                         REPLICA_LABEL, job_manifest, job_name, pytorch_job_manifest, user_claim_name)
+from ...service.interfaces.admission import replica_placements
+from ..manifests import (CONTAINER, MPI_CONTAINER, MPI_JOB_GROUP, MPI_JOB_PLURAL, MPI_JOB_VERSION, PYTORCH_CONTAINER,
+                         PYTORCH_JOB_GROUP, PYTORCH_JOB_PLURAL, PYTORCH_JOB_VERSION, REPLICA_INDEX_LABEL,
+                         REPLICA_LABEL, job_manifest, job_name, mpi_job_manifest, pytorch_job_manifest,
+                         user_claim_name)
 from .base import Executor, ExecutorError, Exit, JobRun, Launch, notebook_output_path
 
 log = logging.getLogger("astrago.jobs")
@@ -74,22 +79,28 @@ class KubernetesExecutor(Executor):
         return user_claim_name(template, owner, slug_scheme=self.settings.slug_scheme)
 
     def manifest(self, run: JobRun, output: str) -> dict:
-        """The batch/v1 Job, or the PyTorchJob when `run` is distributed. A job that names no
-        image runs JobsConfig.image (in cluster mode the hub's single-user image, set by hub/cluster.py)."""
+        """The batch/v1 Job, or the PyTorchJob or MPIJob when `run` is distributed. A job that names no
+        image runs JobsConfig.image (in cluster mode the hub's single-user image, set by hub/cluster.py).
+        The GPU model pinned is the one every replica was admitted on (none when they differ)."""
         c = self.settings
-        common = dict(namespace=c.namespace, image=run.image or c.image, model=run.placement.get("model"),
+        models = {p.get("model") for p in replica_placements(run.placement)}
+        common = dict(namespace=c.namespace, image=run.image or c.image, model=models.pop() if len(models) == 1 else None,
                       strategy=c.mig_strategy, service_account=c.service_account, run_as_uid=c.run_as_uid,
                       run_as_gid=c.run_as_gid, home_claim=self.home_claim(run.owner),
                       home_mount_path=c.home_mount_path, ttl_seconds_after_finished=c.ttl_seconds_after_finished,
                       node_selector=dict(c.node_selector), extra_labels=dict(c.extra_labels),
                       image_pull_secrets=list(c.image_pull_secrets))
-        if run.distributed:
+        kind = kind_of(run)
+        if kind == "MPIJob":
+            return mpi_job_manifest(run, **common, launcher_command=list(c.mpi_launcher_command),
+                                    worker_command=list(c.mpi_worker_command))
+        if kind == "PyTorchJob":
             return pytorch_job_manifest(run, **common)
         return job_manifest(run, output=output, **common)
 
-    def _custom_args(self) -> dict:
-        return {"group": PYTORCH_JOB_GROUP, "version": PYTORCH_JOB_VERSION, "namespace": self.settings.namespace,
-                "plural": PYTORCH_JOB_PLURAL}
+    def _custom_args(self, run: JobRun) -> dict:
+        group, version, plural = _CUSTOM[kind_of(run)][:3]
+        return {"group": group, "version": version, "namespace": self.settings.namespace, "plural": plural}
 
     async def start(self, run: JobRun) -> Launch:
         from kubernetes_asyncio.client.exceptions import ApiException
@@ -97,10 +108,12 @@ class KubernetesExecutor(Executor):
         output = notebook_output_path(run.input, datetime.now(timezone.utc)) if run.kind == "notebook" else ""
         manifest = self.manifest(run, output)
         self.log_path(run).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        what = "PyTorchJob (is the Kubeflow training operator installed?)" if run.distributed else "job"
+        kind = kind_of(run)
+        what = {"Job": "job", "PyTorchJob": "PyTorchJob (is the Kubeflow training operator installed?)",
+                "MPIJob": "MPIJob (is Kubeflow's MPI Operator v2 installed?)"}[kind]
         try:
             if run.distributed:
-                await (await self._custom()).create_namespaced_custom_object(body=manifest, **self._custom_args())
+                await (await self._custom()).create_namespaced_custom_object(body=manifest, **self._custom_args(run))
             else:
                 await (await self._batch()).create_namespaced_job(self.settings.namespace, manifest)
         except ApiException as exc:
@@ -110,14 +123,14 @@ class KubernetesExecutor(Executor):
                 raise ExecutorError(f"Kubernetes refused the {what}: {exc.status} {exc.reason}") from None
         process = {"namespace": self.settings.namespace, "name": manifest["metadata"]["name"]}
         if run.distributed:
-            process["kind"] = "PyTorchJob"
+            process["kind"] = kind
         self._follow(run)
         return Launch(process=process, log_path=str(self.log_path(run)), outputs=[output] if output else [])
 
     async def _is_this_attempt(self, run: JobRun, name: str) -> bool:
         """Whether the existing object `name` carries this job's id and attempt labels."""
         if run.distributed:
-            existing = await (await self._custom()).get_namespaced_custom_object(name=name, **self._custom_args())
+            existing = await (await self._custom()).get_namespaced_custom_object(name=name, **self._custom_args(run))
             labels = (existing.get("metadata") or {}).get("labels") or {}
         else:
             existing = await (await self._batch()).read_namespaced_job(name, self.settings.namespace)
@@ -127,34 +140,46 @@ class KubernetesExecutor(Executor):
     # -- logs -------------------------------------------------------------------
 
     def _follow(self, run: JobRun) -> None:
-        task = self._followers.get(run.marker)
-        if task is None or task.done():
-            self._followers[run.marker] = asyncio.get_running_loop().create_task(self._stream_log(run))
+        """Follow every replica's log (one task each, kept until the attempt ends)."""
+        for rank in range(run.replicas):
+            task = self._followers.get((run.marker, rank))
+            if task is None or task.done():
+                self._followers[(run.marker, rank)] = asyncio.get_running_loop().create_task(
+                    self._stream_log(run, rank=rank))
 
-    async def _pod(self, run: JobRun):
-        """The attempt's pod: the Job's one pod, or a PyTorchJob's master."""
+    async def _pods(self, run: JobRun) -> dict:
+        """rank -> pod of the attempt: the Job's one pod (0), or a distributed job's replicas."""
         if run.distributed:
-            selector = f"astrago.io/job-id={run.id},astrago.io/attempt={run.attempt},{REPLICA_LABEL}=master"
+            selector = f"astrago.io/job-id={run.id},astrago.io/attempt={run.attempt},{REPLICA_LABEL}"
         else:
             selector = f"job-name={job_name(run.id, run.attempt)}"
         pods = await (await self._core()).list_namespaced_pod(self.settings.namespace, label_selector=selector)
-        return pods.items[0] if pods.items else None
+        ranked = {}
+        for pod in pods.items:
+            rank = rank_of(pod.metadata.labels or {})
+            if rank is not None:
+                ranked.setdefault(rank, pod)
+        return ranked
+
+    async def _pod(self, run: JobRun, rank: int = 0):
+        """The pod of one replica (rank 0: the Job's pod, a PyTorchJob's master, an MPIJob's launcher)."""
+        return (await self._pods(run)).get(rank)
 
     @staticmethod
     def _container(run: JobRun) -> str:
-        return PYTORCH_CONTAINER if run.distributed else CONTAINER
+        return _CUSTOM[kind_of(run)][3] if run.distributed else CONTAINER
 
-    async def _stream_log(self, run: JobRun, attempts: int = 30, retry_seconds: float = 1.0) -> None:
-        """Copy the pod's log into the job's log file as it is written (from the start).
+    async def _stream_log(self, run: JobRun, attempts: int = 30, retry_seconds: float = 1.0, rank: int = 0) -> None:
+        """Copy a replica's pod log into its log file as it is written (from the start).
 
         An answer that is not the log (with `_preload_content=False` the client returns error
         answers too: an API Status saying the container is not started yet, or that its kubelet
         cannot serve the log yet) is never copied into the job's log; the log is asked for again."""
-        path = self.log_path(run)
+        path = self.log_path(run, rank)
         try:
             for _attempt in range(attempts):
                 while True:
-                    pod = await self._pod(run)
+                    pod = await self._pod(run, rank)
                     if pod is not None and pod.status.phase in ("Running", "Succeeded", "Failed"):
                         break
                     await asyncio.sleep(retry_seconds)
@@ -179,7 +204,7 @@ class KubernetesExecutor(Executor):
                     os.close(fd)
                     response.release()
                 return
-            log.warning("the log of job %s could not be read after %d tries", run.id, attempts)
+            log.warning("the log of job %s (replica %d) could not be read after %d tries", run.id, rank, attempts)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -192,7 +217,7 @@ class KubernetesExecutor(Executor):
 
         name = run.process.get("name") or job_name(run.id, run.attempt)
         if run.distributed:
-            return await self._poll_pytorch_job(run, name)
+            return await self._poll_kubeflow_job(run, name)
         try:
             job = await (await self._batch()).read_namespaced_job_status(name, self.settings.namespace)
         except ApiException as exc:
@@ -214,15 +239,16 @@ class KubernetesExecutor(Executor):
             return Exit(code, f"exited with code {code}")
         return None
 
-    async def _poll_pytorch_job(self, run: JobRun, name: str) -> Exit | None:
-        """A PyTorchJob ends with its Succeeded or Failed condition (the operator's, from the master)."""
+    async def _poll_kubeflow_job(self, run: JobRun, name: str) -> Exit | None:
+        """A PyTorchJob or MPIJob ends with its Succeeded or Failed condition (the operator's, from
+        the master or the launcher)."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         try:
-            job = await (await self._custom()).get_namespaced_custom_object(name=name, **self._custom_args())
+            job = await (await self._custom()).get_namespaced_custom_object(name=name, **self._custom_args(run))
         except ApiException as exc:
             if exc.status == 404:
-                return Exit(None, f"its PyTorchJob {name} is gone", lost=True)
+                return Exit(None, f"its {kind_of(run)} {name} is gone", lost=True)
             raise
         self._follow(run)
         conditions = {c.get("type"): c for c in (job.get("status") or {}).get("conditions") or []
@@ -249,15 +275,16 @@ class KubernetesExecutor(Executor):
         return None
 
     async def _drain(self, run: JobRun, timeout: float = 5.0) -> None:
-        task = self._followers.pop(run.marker, None)
-        if task is not None:
+        """Let the log followers copy what is left (a worker removed at the end stops its own)."""
+        tasks = [self._followers.pop((run.marker, rank), None) for rank in range(run.replicas)]
+        for task in filter(None, tasks):
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
             except (asyncio.TimeoutError, Exception):
                 task.cancel()
 
     async def stop(self, run: JobRun) -> list[str]:
-        """Delete the Job (or PyTorchJob) and its pods; returns pod names still there after the grace period."""
+        """Delete the Job (or PyTorchJob, MPIJob) and its pods; returns pod names still there after the grace period."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         name = run.process.get("name") or job_name(run.id, run.attempt)
@@ -265,7 +292,7 @@ class KubernetesExecutor(Executor):
             if run.distributed:
                 await (await self._custom()).delete_namespaced_custom_object(
                     name=name, propagation_policy="Foreground",
-                    grace_period_seconds=int(self.settings.cancel_grace_seconds), **self._custom_args())
+                    grace_period_seconds=int(self.settings.cancel_grace_seconds), **self._custom_args(run))
             else:
                 await (await self._batch()).delete_namespaced_job(
                     name, self.settings.namespace, propagation_policy="Foreground",
@@ -273,14 +300,15 @@ class KubernetesExecutor(Executor):
         except ApiException as exc:
             if exc.status != 404:
                 raise ExecutorError(f"Kubernetes refused to delete the job: {exc.status} {exc.reason}") from None
-        task = self._followers.pop(run.marker, None)
-        if task is not None:
-            task.cancel()
+        for rank in range(run.replicas):
+            task = self._followers.pop((run.marker, rank), None)
+            if task is not None:
+                task.cancel()
         deadline = asyncio.get_running_loop().time() + self.settings.cancel_grace_seconds + 30
         while True:
-            pod = await self._pod(run)
-            if pod is None or asyncio.get_running_loop().time() > deadline:
-                return [] if pod is None else [pod.metadata.name]
+            pods = await self._pods(run)
+            if not pods or asyncio.get_running_loop().time() > deadline:
+                return sorted(p.metadata.name for p in pods.values())
             await asyncio.sleep(1.0)
 
     async def reattach(self, run: JobRun) -> Exit | None:
@@ -288,3 +316,29 @@ class KubernetesExecutor(Executor):
         if ended is not None and not ended.lost:
             return Exit(ended.exit_code, f"{ended.reason}, while AstraGo was restarting")
         return ended
+
+
+#: kind -> (group, version, plural, the container of its replicas)
+_CUSTOM = {"PyTorchJob": (PYTORCH_JOB_GROUP, PYTORCH_JOB_VERSION, PYTORCH_JOB_PLURAL, PYTORCH_CONTAINER),
+           "MPIJob": (MPI_JOB_GROUP, MPI_JOB_VERSION, MPI_JOB_PLURAL, MPI_CONTAINER)}
+
+
+def kind_of(run: JobRun) -> str:
+    """The Kubernetes kind an attempt runs as (pure): Job, PyTorchJob or MPIJob."""
+    if not run.distributed:
+        return "Job"
+    return "MPIJob" if run.distributed.get("framework") == "mpi" else "PyTorchJob"
+
+
+def rank_of(labels: dict) -> int | None:
+    """A replica's rank from its pod's labels (pure): 0 for the Job's pod, the master or the
+    launcher; 1 + the operator's replica index for a worker; None for a pod of no replica."""
+    role = labels.get(REPLICA_LABEL)
+    if role in (None, "master", "launcher"):
+        return 0
+    if role == "worker":
+        try:
+            return 1 + int(labels.get(REPLICA_INDEX_LABEL, ""))
+        except ValueError:
+            return None
+    return None

@@ -9,6 +9,12 @@ descriptor onto `<jobs data dir>/<id>/attempt-<n>.log`, and its exit status onto
 so it outlives a restart of the service, which finds it again by pid + start time.
 Datasets attached to the job (`datasets: ["name:version"]`) arrive in the job's environment as
 `ASTRAGO_DATASET_<NAME>` = the version's read-only folder (resolved by the teams area at submission).
+
+A job of several replicas is `torchrun --nproc-per-node N` style: N runner processes, each with
+its own slice of the gang admission (its own CUDA_VISIBLE_DEVICES) and RANK, LOCAL_RANK,
+WORLD_SIZE, MASTER_ADDR and MASTER_PORT, each with its own log and exit status. It ends when all
+have ended; one that fails stops the others (as torchrun does). They share the job's marker, so
+cancelling stops every one of them and what they started.
 """
 from __future__ import annotations
 
@@ -25,11 +31,12 @@ from astrago.spawners.local.devices import env_for_placement
 
 from . import procs
 from .base import Executor, ExecutorError, Exit, JobRun, Launch, notebook_output_path
+from ...service.interfaces.admission import replica_placements
 from .cgroups import JobCgroups, find_root
 
 log = logging.getLogger("astrago.jobs")
 
-__all__ = ["LocalExecutor", "launch_spec", "notebook_output_path", "process_env"]
+__all__ = ["LocalExecutor", "launch_spec", "notebook_output_path", "process_env", "replica_env"]
 
 
 def launch_spec(run: JobRun, output: str) -> dict:
@@ -38,10 +45,20 @@ def launch_spec(run: JobRun, output: str) -> dict:
             "command": run.command, "parameters": dict(run.parameters), "workdir": run.workdir, "output": output}
 
 
+def replica_env(rank: int, world_size: int, master_port: int) -> dict[str, str]:
+    """What one process of a job of `world_size` replicas on this machine is told (pure): the
+    variables torchrun gives each process it starts with --nproc-per-node (one node)."""
+    return {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
+            "LOCAL_WORLD_SIZE": str(world_size), "GROUP_RANK": "0", "ROLE_RANK": str(rank),
+            "ROLE_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port),
+            "ASTRAGO_JOB_REPLICA": str(rank), "ASTRAGO_JOB_REPLICAS": str(world_size)}
+
+
 def process_env(run: JobRun, account: pwd.struct_passwd, user_env_prefix: str, *, extra: dict | None = None,
-                mps_pipe_dir: str = "", mps_log_dir: str = "") -> dict[str, str]:
+                mps_pipe_dir: str = "", mps_log_dir: str = "", placement: dict | None = None) -> dict[str, str]:
     """The job process's environment (pure): the account's, the user's own variables, then the
-    GPU placement's and AstraGo's, which the user's may not override."""
+    GPU placement's (`placement`: one replica's, default the run's) and AstraGo's, which the
+    user's may not override."""
     env = {
         "PATH": f"{Path(user_env_prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
         "HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name,
@@ -50,7 +67,8 @@ def process_env(run: JobRun, account: pwd.struct_passwd, user_env_prefix: str, *
     }
     env.update(extra or {})
     env.update(run.env)
-    env.update(env_for_placement(run.slice, run.placement, mps_pipe_dir=mps_pipe_dir, mps_log_dir=mps_log_dir))
+    env.update(env_for_placement(run.slice, run.placement if placement is None else placement,
+                                 mps_pipe_dir=mps_pipe_dir, mps_log_dir=mps_log_dir))
     env.update({"ASTRAGO_JOB_ID": run.id, "ASTRAGO_JOB_ATTEMPT": str(run.attempt),
                 procs.MARKER_VAR: run.marker, "ASTRAGO_JOB_NAME": run.name})
     return env
@@ -79,8 +97,9 @@ class LocalExecutor(Executor):
     def _attempt_dir(self, run: JobRun) -> Path:
         return self.data_dir / run.id
 
-    def status_path(self, run: JobRun) -> Path:
-        return self._attempt_dir(run) / f"attempt-{run.attempt}.status"
+    def status_path(self, run: JobRun, replica: int = 0) -> Path:
+        suffix = f".replica-{replica}" if replica else ""
+        return self._attempt_dir(run) / f"attempt-{run.attempt}{suffix}.status"
 
     def home_of(self, user: str) -> str:
         try:
@@ -114,24 +133,56 @@ class LocalExecutor(Executor):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         spec_file = folder / f"attempt-{run.attempt}.spec.json"
         spec_file.write_text(json.dumps(launch_spec(run, output)))
-        env = process_env(run, account, self.settings.user_env_prefix, extra=dict(self.settings.extra_env),
-                          mps_pipe_dir=self.settings.mps_pipe_dir, mps_log_dir=self.settings.mps_log_dir)
-        log_fd = os.open(self.log_path(run), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-        status_fd = os.open(self.status_path(run), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        spec_fd = os.open(spec_file, os.O_RDONLY | os.O_NOFOLLOW)
-        env["ASTRAGO_JOB_STATUS_FD"] = str(status_fd)
         cgroup = None
         note = self.limits_note
         if self.cgroups is not None:
-            try:
-                cgroup = self.cgroups.create(run.marker, run.cpu, run.memory_gib)
+            try:  # one cgroup for every replica: cgroup.kill ends them all
+                cgroup = self.cgroups.create(run.marker, run.cpu * run.replicas, run.memory_gib * run.replicas)
             except OSError as exc:
                 note = f"cpu and memory limits are not enforced for this job: {exc}."
         preexec = _preexec(account, cgroup)
+        placements = replica_placements(run.placement, run.replicas)
+        port = _free_port() if run.replicas > 1 else 0
+        started = []
+        try:
+            for rank in range(run.replicas):
+                env = process_env(run, account, self.settings.user_env_prefix, extra=dict(self.settings.extra_env),
+                                  mps_pipe_dir=self.settings.mps_pipe_dir, mps_log_dir=self.settings.mps_log_dir,
+                                  placement=placements[rank])
+                if run.replicas > 1:
+                    env.update(replica_env(rank, run.replicas, port))
+                started.append(self._spawn(run, rank, python, spec_file, env, preexec))
+        except ExecutorError:
+            for proc in started:  # all replicas or none
+                procs.terminate_tree(run.marker, proc.pid, 1.0)
+            if cgroup:
+                JobCgroups.remove(cgroup)
+            raise
+        leader = started[0]
+        for rank, proc in enumerate(started):
+            self._children[_child_key(run, rank)] = proc
+        ticks = [procs.start_ticks(proc.pid) for proc in started]
+        process = {"pid": leader.pid, "start_ticks": ticks[0], "host": os.uname().nodename, "uid": account.pw_uid,
+                   "account": account.pw_name, "cgroup": str(cgroup) if cgroup else "",
+                   "limits_enforced": cgroup is not None}
+        if run.replicas > 1:
+            process.update(pids=[proc.pid for proc in started], ticks=ticks)
+        log.info("job %s attempt %d started as %s, pid %s", run.id, run.attempt, account.pw_name,
+                 ", ".join(str(proc.pid) for proc in started))
+        return Launch(process=process, log_path=str(self.log_path(run)), outputs=[output] if output else [],
+                      note=note)
+
+    def _spawn(self, run: JobRun, rank: int, python: Path, spec_file: Path, env: dict, preexec):
+        """One runner process (replica `rank`), its log and exit status on files only the service opens."""
         import subprocess
 
+        log_fd = os.open(self.log_path(run, rank), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        status_fd = os.open(self.status_path(run, rank), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                            0o600)
+        spec_fd = os.open(spec_file, os.O_RDONLY | os.O_NOFOLLOW)
+        env["ASTRAGO_JOB_STATUS_FD"] = str(status_fd)
         try:
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 [str(python), "-m", "astrago.hub.jobs.runner"], stdin=spec_fd, stdout=log_fd, stderr=log_fd,
                 pass_fds=(status_fd,), cwd="/", env=env, start_new_session=True, preexec_fn=preexec,
                 close_fds=True)
@@ -140,43 +191,56 @@ class LocalExecutor(Executor):
         finally:
             for fd in (log_fd, status_fd, spec_fd):
                 os.close(fd)
-        self._children[run.marker] = proc
-        ticks = procs.start_ticks(proc.pid)
-        process = {"pid": proc.pid, "start_ticks": ticks, "host": os.uname().nodename, "uid": account.pw_uid,
-                   "account": account.pw_name, "cgroup": str(cgroup) if cgroup else "",
-                   "limits_enforced": cgroup is not None}
-        log.info("job %s attempt %d started as %s, pid %d", run.id, run.attempt, account.pw_name, proc.pid)
-        return Launch(process=process, log_path=str(self.log_path(run)), outputs=[output] if output else [],
-                      note=note)
 
     # -- watching ---------------------------------------------------------------
 
-    def _exit_status(self, run: JobRun) -> int | None:
+    async def poll(self, run: JobRun) -> Exit | None:
+        """None while the attempt runs; its Exit once it has ended (every replica has, or one failed:
+        then the others are stopped, as torchrun does)."""
+        ended = [self._ended(run, rank) for rank in range(run.replicas)]
+        if any(e is None for e in ended):
+            failed = [(rank, self._exit_status(run, rank), e) for rank, e in enumerate(ended)
+                      if e is not None and self._exit_status(run, rank) != 0]
+            if not failed:
+                return None
+            rank, code, proc = failed[0]
+            await self.stop(run)
+            why = f"exited with code {code}" if code is not None else _no_status(proc)
+            return Exit(code, f"replica {rank} {why}; the other replicas were stopped")
+        for rank in range(run.replicas):
+            self._children.pop(_child_key(run, rank), None)
+        codes = [self._exit_status(run, rank) for rank in range(run.replicas)]
+        leftovers = await asyncio.to_thread(self._cleanup, run)
+        note = f" ({leftovers} leftover process(es) of the job were stopped)" if leftovers else ""
+        for rank, code in enumerate(codes):
+            if code is None:
+                who = "the job's process" if run.replicas == 1 else f"replica {rank} of the job"
+                return Exit(None, f"{who} {_no_status(ended[rank])}", lost=True)
+        rank, code = next(((rank, code) for rank, code in enumerate(codes) if code != 0), (0, 0))
+        who = f"replica {rank} " if run.replicas > 1 and code else ""
+        return Exit(code, f"{who}exited with code {code}{note}")
+
+    def _pid_of(self, run: JobRun, rank: int) -> tuple:
+        """(pid, start ticks) of replica `rank` as recorded."""
+        if rank == 0:
+            return run.process.get("pid"), run.process.get("start_ticks")
+        pids, ticks = run.process.get("pids") or [], run.process.get("ticks") or []
+        return (pids[rank], ticks[rank]) if rank < len(pids) and rank < len(ticks) else (None, None)
+
+    def _ended(self, run: JobRun, rank: int):
+        """None while replica `rank` runs; once it has ended, its Popen (when this service started
+        it) or True."""
+        proc = self._children.get(_child_key(run, rank))
+        if proc is not None:
+            return None if proc.poll() is None else proc
+        return None if procs.is_alive(*self._pid_of(run, rank)) else True
+
+    def _exit_status(self, run: JobRun, rank: int = 0) -> int | None:
         try:
-            data = json.loads(self.status_path(run).read_text() or "null")
+            data = json.loads(self.status_path(run, rank).read_text() or "null")
         except (OSError, ValueError):
             return None
         return int(data["exit_code"]) if isinstance(data, dict) and "exit_code" in data else None
-
-    async def poll(self, run: JobRun) -> Exit | None:
-        """None while the attempt runs; its Exit once it has ended."""
-        proc = self._children.get(run.marker)
-        pid, ticks = run.process.get("pid"), run.process.get("start_ticks")
-        if proc is not None:
-            if proc.poll() is None:
-                return None
-            self._children.pop(run.marker, None)
-        elif procs.is_alive(pid, ticks):
-            return None
-        code = self._exit_status(run)
-        leftovers = await asyncio.to_thread(self._cleanup, run)
-        if code is None:
-            if proc is not None and proc.returncode is not None:
-                return Exit(None, f"the job's process ended without an exit status (killed: {_signal_of(proc)})",
-                            lost=True)
-            return Exit(None, "the job's process ended without leaving an exit status", lost=True)
-        note = f" ({leftovers} leftover process(es) of the job were stopped)" if leftovers else ""
-        return Exit(code, f"exited with code {code}{note}")
 
     def _cleanup(self, run: JobRun) -> int:
         """After the runner ended: stop what the job left running, remove its cgroup."""
@@ -192,25 +256,31 @@ class LocalExecutor(Executor):
         return len(left)
 
     async def stop(self, run: JobRun) -> list[int]:
-        """Stop the attempt: SIGTERM, then SIGKILL after the grace period. Returns pids still
-        alive afterwards (empty: everything is gone)."""
+        """Stop the attempt, every replica: SIGTERM, then SIGKILL after the grace period. Returns
+        pids still alive afterwards (empty: everything is gone)."""
         return await asyncio.to_thread(self._stop, run)
 
     def _stop(self, run: JobRun) -> list[int]:
-        pid, ticks = run.process.get("pid"), run.process.get("start_ticks")
-        leader = pid if procs.is_alive(pid, ticks) else None
+        leaders = [pid for pid, ticks in (self._pid_of(run, rank) for rank in range(run.replicas))
+                   if procs.is_alive(pid, ticks)]
+        leader = leaders[0] if leaders and leaders[0] == run.process.get("pid") else None
         cgroup = run.process.get("cgroup")
-        extra = (lambda: JobCgroups.pids(Path(cgroup))) if cgroup else None
-        left = procs.terminate_tree(run.marker, leader, self.settings.cancel_grace_seconds, extra_check=extra)
+
+        def also():  # the other replicas' sessions, and the cgroup
+            found = {p for other in leaders[1:] for p in procs.process_group_members(other)}
+            return found | set(JobCgroups.pids(Path(cgroup)) if cgroup else ())
+
+        left = procs.terminate_tree(run.marker, leader, self.settings.cancel_grace_seconds, extra_check=also)
         if left and cgroup:
             JobCgroups.kill(Path(cgroup))
             left = procs.with_marker(run.marker)
-        proc = self._children.pop(run.marker, None)
-        if proc is not None:
-            try:
-                proc.wait(timeout=5)
-            except Exception:
-                pass
+        for rank in range(run.replicas):
+            proc = self._children.pop(_child_key(run, rank), None)
+            if proc is not None:
+                try:
+                    proc.wait(timeout=5)
+                except Exception:
+                    pass
         if cgroup:
             JobCgroups.remove(Path(cgroup))
         return left
@@ -234,13 +304,45 @@ class LocalExecutor(Executor):
         return None
 
     def adopt_pid(self, run: JobRun) -> dict | None:
-        """For a RUNNING attempt recorded without a pid: the process found by its marker."""
+        """For a RUNNING attempt recorded without a pid: the process found by its marker (each
+        replica's: the session leader that says it is that replica)."""
         found = procs.with_marker(run.marker)
         leaders = [p for p in found if procs.state(p) is not None]
         if not leaders:
             return None
-        pid = min(leaders)
-        return {**run.process, "pid": pid, "start_ticks": procs.start_ticks(pid)}
+        if run.replicas == 1:
+            pid = min(leaders)
+            return {**run.process, "pid": pid, "start_ticks": procs.start_ticks(pid)}
+        by_rank = {}
+        for pid in sorted(leaders):
+            rank = procs.environ_value(pid, "ASTRAGO_JOB_REPLICA")
+            if rank is not None and rank.isdigit() and procs.is_session_leader(pid):
+                by_rank.setdefault(int(rank), pid)
+        pids = [by_rank.get(rank) for rank in range(run.replicas)]
+        if pids[0] is None:
+            return None
+        ticks = [procs.start_ticks(pid) if pid else None for pid in pids]
+        return {**run.process, "pid": pids[0], "start_ticks": ticks[0], "pids": pids, "ticks": ticks}
+
+
+def _free_port() -> int:
+    """A TCP port free on this machine now, for the replicas' rendezvous (MASTER_PORT)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _child_key(run: JobRun, rank: int) -> str:
+    return run.marker if rank == 0 else f"{run.marker}#{rank}"
+
+
+def _no_status(proc) -> str:
+    """How a process that left no exit status ended, in words."""
+    if proc is not None and proc is not True and proc.returncode is not None:
+        return f"ended without an exit status (killed: {_signal_of(proc)})"
+    return "ended without leaving an exit status"
 
 
 def _signal_of(proc) -> str:

@@ -65,6 +65,25 @@ def with_marker(marker: str) -> list[int]:
     return sorted(found)
 
 
+def environ_value(pid: int, name: str) -> str | None:
+    """The value of `name` in a process's environment (None: not set, or no such process)."""
+    try:
+        env = (PROC / str(pid) / "environ").read_bytes()
+    except (OSError, ProcessLookupError):
+        return None
+    prefix = name.encode() + b"="
+    for entry in env.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix):].decode(errors="replace")
+    return None
+
+
+def is_session_leader(pid: int) -> bool:
+    """The process leads its own session (the executor starts each replica in one)."""
+    fields = _stat_fields(pid)
+    return bool(fields) and int(fields[3]) == pid
+
+
 def process_group_members(pgid: int) -> list[int]:
     out = []
     for entry in PROC.iterdir():

@@ -30,6 +30,10 @@ class AdmissionRequest:
     # a job waits in the queue while over quota (with the reason); a workspace is refused.
     # A request over quota even with nothing held (or a slice not allowed) is refused either way.
     wait_over_quota: bool = False
+    # a gang: this many replicas, each on its own `slice` (cpu and memory_gib are per replica),
+    # admitted all or none and charged to the quota as `replicas` slices. The allocation's
+    # placement then lists each replica's (`placement["replicas"]`, replica 0's also at the top).
+    replicas: int = 1
 
 
 class AdmissionError(Exception):
@@ -63,6 +67,16 @@ class AllocationRecord:
     placement: Mapping[str, Any] = field(default_factory=dict)  # node, model, gpu_uuids, mig_instance_uuids
     admitted_at: datetime | None = None
     released_at: datetime | None = None
+
+
+def replica_placements(placement: Mapping[str, Any] | None, replicas: int = 1) -> list[dict]:
+    """Each replica's placement of an allocation (pure): a gang's `placement["replicas"]`, else the
+    one placement (for every one of `replicas` when the allocation holds no devices, e.g. cpu)."""
+    placement = dict(placement or {})
+    listed = placement.get("replicas")
+    if isinstance(listed, list) and listed:
+        return [dict(p) for p in listed]
+    return [placement for _ in range(max(1, replicas))]
 
 
 @dataclass
