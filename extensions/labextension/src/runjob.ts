@@ -2,8 +2,9 @@
  * "Run this notebook as a job": a dialog with the slice (the user's offers: what their groups
  * allow, its cost and what is free) and parameters (NAME=VALUE), submitted with `POST api/jobs`.
  *
- * The service offers no choice of environments today (a job runs in the user's own environment,
- * in a cluster in the server's image), so the dialog says where it runs instead of asking.
+ * An environment is offered only when the service's own contract says a job takes one (an
+ * `environment` property of `JobSubmission` in `api/openapi.json`): then the choices are the user's
+ * (`api/users/{name}/environments`). Otherwise the dialog says where the job runs instead of asking.
  */
 import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { NotebookPanel } from '@jupyterlab/notebook';
@@ -16,6 +17,30 @@ export interface IJobChoice {
   slice: string;
   parameters: string;
   name: string;
+  environment: string;
+}
+
+export interface IEnvironment {
+  name: string;
+  description?: string;
+  status?: string;
+}
+
+/** The environments a job may be given, or null when the jobs API takes none. */
+async function jobEnvironments(user: string): Promise<{ choices: IEnvironment[]; default: string } | null> {
+  const doc = await api<any>('openapi.json').catch(() => null);
+  const schemas = doc?.components?.schemas || {};
+  const takes = schemas.JobSubmission?.properties?.environment || schemas.JobSpec?.properties?.environment;
+  if (!takes) {
+    return null;
+  }
+  const offered = await api<{ environments: IEnvironment[]; default?: string }>(
+    `users/${encodeURIComponent(user)}/environments`
+  ).catch(() => null);
+  if (!offered || !offered.environments?.length) {
+    return null;
+  }
+  return { choices: offered.environments.filter(e => !e.status || e.status === 'ready'), default: offered.default || '' };
 }
 
 function offerText(o: IOffer): string {
@@ -36,7 +61,12 @@ function offerText(o: IOffer): string {
 }
 
 class JobForm extends Widget implements Dialog.IBodyWidget<IJobChoice> {
-  constructor(notebook: string, offers: IOffer[], current: string) {
+  constructor(
+    notebook: string,
+    offers: IOffer[],
+    current: string,
+    environments: { choices: IEnvironment[]; default: string } | null
+  ) {
     super();
     this.addClass('astrago-JobForm');
     const form = document.createElement('form');
@@ -70,10 +100,24 @@ class JobForm extends Widget implements Dialog.IBodyWidget<IJobChoice> {
     this.sliceSelect.value = [...this.sliceSelect.options].some(o => o.value === current) ? current : this.sliceSelect.options[0].value;
     form.append(this.field('Slice', this.sliceSelect));
 
-    const where = document.createElement('p');
-    where.className = 'astrago-JobForm-env';
-    where.textContent = 'Environment: the same Python environment as this server.';
-    form.append(where);
+    this.envSelect = document.createElement('select');
+    this.envSelect.name = 'environment';
+    this.envSelect.className = 'jp-mod-styled';
+    if (environments) {
+      for (const e of environments.choices) {
+        const option = document.createElement('option');
+        option.value = e.name;
+        option.textContent = e.description ? `${e.name} (${e.description})` : e.name;
+        this.envSelect.append(option);
+      }
+      this.envSelect.value = environments.default || this.envSelect.options[0]?.value || '';
+      form.append(this.field('Environment', this.envSelect));
+    } else {
+      const where = document.createElement('p');
+      where.className = 'astrago-JobForm-env';
+      where.textContent = "Environment: AstraGo's environment for jobs (the jobs API offers no choice of environment).";
+      form.append(where);
+    }
 
     this.paramsInput = document.createElement('textarea');
     this.paramsInput.name = 'parameters';
@@ -101,24 +145,36 @@ class JobForm extends Widget implements Dialog.IBodyWidget<IJobChoice> {
   }
 
   getValue(): IJobChoice {
-    return { slice: this.sliceSelect.value, parameters: this.paramsInput.value, name: this.nameInput.value.trim() };
+    return {
+      slice: this.sliceSelect.value,
+      parameters: this.paramsInput.value,
+      name: this.nameInput.value.trim(),
+      environment: this.envSelect.isConnected ? this.envSelect.value : ''
+    };
   }
 
   private nameInput: HTMLInputElement;
   private sliceSelect: HTMLSelectElement;
   private paramsInput: HTMLTextAreaElement;
+  private envSelect: HTMLSelectElement;
 }
 
 /** Ask for slice and parameters, save the notebook, submit it; returns the job (null: not submitted). */
 export async function runNotebookAsJob(panel: NotebookPanel): Promise<IJob | null> {
   let info: IServerInfo;
   let offers: IOffer[] = [];
+  let environments: { choices: IEnvironment[]; default: string } | null = null;
   try {
     info = await serverInfo();
     if (!info.service) {
       throw new Error('This server was not started by AstraGo: there is no service to send a job to.');
     }
-    offers = (await api<{ offers: IOffer[] }>(`users/${encodeURIComponent(info.user)}/offers`)).offers;
+    const [offered, envs] = await Promise.all([
+      api<{ offers: IOffer[] }>(`users/${encodeURIComponent(info.user)}/offers`),
+      jobEnvironments(info.user)
+    ]);
+    offers = offered.offers;
+    environments = envs;
   } catch (error) {
     void showErrorMessage('Cannot run this notebook as a job', (error as Error).message);
     return null;
@@ -127,7 +183,7 @@ export async function runNotebookAsJob(panel: NotebookPanel): Promise<IJob | nul
   for (;;) {
     const result = await showDialog<IJobChoice>({
       title: 'Run this notebook as a job',
-      body: new JobForm(path, offers, info.slice || 'cpu'),
+      body: new JobForm(path, offers, info.slice || 'cpu', environments),
       buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Submit job' })],
       focusNodeSelector: 'select'
     });
@@ -153,6 +209,7 @@ export async function runNotebookAsJob(panel: NotebookPanel): Promise<IJob | nul
         slice: result.value.slice,
         name: result.value.name || undefined,
         parameters: Object.keys(parameters).length ? parameters : undefined,
+        environment: result.value.environment || undefined,
         client_key: `lab-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`
       });
     } catch (error) {
