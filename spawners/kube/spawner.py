@@ -24,10 +24,8 @@ from traitlets import Bool, Dict, Enum, List, Unicode, default
 from ..admission_client import AdmissionRefused, ServiceUnavailable
 from ..admission_holder import AdmissionHolder
 from ..admission_queue import refuse, wait_for_admission
+from ..environment_choice import chosen_environment
 from . import events, pods, profiles
-
-#: the environment every user has (the service's `base`): the deployment's own image
-BASE_ENVIRONMENT = "base"
 
 
 async def slice_profile_list(spawner) -> list[dict]:
@@ -80,22 +78,13 @@ class GPUKubeSpawner(AdmissionHolder, KubeSpawner):
     async def environment_overrides(self) -> dict:
         """The pod's image for the environment the spawn chose, re-checked with the service (the
         user's teams must allow it); nothing for the base environment (the deployment's image)."""
-        name = (self.user_options or {}).get(profiles.ENVIRONMENT_OPTION) or BASE_ENVIRONMENT
-        if name == BASE_ENVIRONMENT:
+        chosen = await chosen_environment(self.admission, self.user.name, self.user_options)
+        if chosen is None:
             return {}
-        if not isinstance(name, str):
-            raise refuse("The environment must be a name, like torch.", reason="invalid-request")
-        try:
-            chosen = await self.admission.environment_for(self.user.name, name)
-        except AdmissionRefused as exc:
-            raise refuse(exc.detail, reason=exc.kind) from None
-        except ServiceUnavailable as exc:
-            raise refuse(f"AstraGo cannot check the environment {name} right now: {exc}",
-                         reason="service-unavailable") from None
         if not chosen.get("image"):
-            raise refuse(f"The environment {name} has no container image; a cluster runs images.",
+            raise refuse(f"The environment {chosen['name']} has no container image; a cluster runs images.",
                          reason="invalid-request")
-        overrides = {"image": chosen["image"], "environment": {"ASTRAGO_ENVIRONMENT": name}}
+        overrides = {"image": chosen["image"], "environment": {"ASTRAGO_ENVIRONMENT": chosen["name"]}}
         if chosen.get("pull_policy"):
             overrides["image_pull_policy"] = chosen["pull_policy"]
         return overrides

@@ -20,12 +20,10 @@ from traitlets import Any, Bool, Dict, Unicode, default
 from ..admission_client import AdmissionRefused, ServiceUnavailable
 from ..admission_holder import AdmissionHolder
 from ..admission_queue import refuse, wait_for_admission
+from ..environment_choice import BASE_ENVIRONMENT, chosen_environment
 from .accounts import AccountError, ensure_account, system_username
 from .devices import env_for_placement
 from .options_form import render_options_form
-
-#: the environment every user has (the service's `base`): the shared user environment
-BASE_ENVIRONMENT = "base"
 
 
 class LocalGPUSpawner(AdmissionHolder, LocalProcessSpawner):
@@ -108,21 +106,12 @@ class LocalGPUSpawner(AdmissionHolder, LocalProcessSpawner):
     async def _choose_environment(self) -> str:
         """The prefix the server runs from: the environment the spawn chose, re-checked with the
         service (the user's teams must allow it and it must be ready), or the shared one."""
-        name = (self.user_options or {}).get("environment") or BASE_ENVIRONMENT
-        if name == BASE_ENVIRONMENT:
+        chosen = await chosen_environment(self.admission, self.user.name, self.user_options)
+        if chosen is None:
             return self.user_env_prefix
-        if not isinstance(name, str):
-            raise refuse("The environment must be a name, like torch.", reason="invalid-request")
-        try:
-            chosen = await self.admission.environment_for(self.user.name, name)
-        except AdmissionRefused as exc:
-            raise refuse(exc.detail, reason=exc.kind) from None
-        except ServiceUnavailable as exc:
-            raise refuse(f"AstraGo cannot check the environment {name} right now: {exc}",
-                         reason="service-unavailable") from None
         if not chosen.get("prefix"):
-            raise refuse(f"The environment {name} is a container image; this machine runs Python environments.",
-                         reason="invalid-request")
+            raise refuse(f"The environment {chosen['name']} is a container image; this machine runs Python "
+                         "environments.", reason="invalid-request")
         return chosen["prefix"]
 
     def _command_in(self, prefix: str) -> list[str]:
