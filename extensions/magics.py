@@ -1,6 +1,6 @@
 """AstraGo's notebook magics: batch jobs from a cell.
 
-    %%job [--slice 1g.10gb] [--name N] [--cpu 4] [--mem 16G] [--param k=v ...] [--follow]
+    %%job [--slice 1g.10gb] [--name N] [--cpu 4] [--mem 16G] [--param k=v ...] [--replicas 2] [--follow]
     %job run train.ipynb -p lr 0.1 [--slice ...] [--follow]
     %job run --command "python train.py" [--slice ...]
     %job logs ID [--follow]
@@ -46,6 +46,10 @@ def _resources(p):
     p.add_argument("--priority", type=int, default=None)
     p.add_argument("--max-runtime", dest="max_runtime", default=None, help="like 2h")
     p.add_argument("--retries", type=int, default=None)
+    p.add_argument("--replicas", type=int, default=None,
+                   help="processes, each on its own slice, admitted all or none (RANK, WORLD_SIZE, ... in each)")
+    p.add_argument("--kind", "--framework", dest="framework", choices=("pytorch", "mpi"), default=None,
+                   help="pytorch (default) or mpi (cluster mode)")
     p.add_argument("--follow", "-f", action="store_true", help="print the log until the job ends")
 
 
@@ -111,9 +115,11 @@ class JobMagics(Magics):
         return None
 
     def _spec(self, args) -> dict:
+        from astrago.hub.client.jobs import distributed_fields
+
         return {"slice": args.slice, "name": args.name, "cpu": args.cpu, "memory": args.memory,
                 "priority": args.priority, "max_runtime": args.max_runtime, "retries": args.retries,
-                "workdir": os.getcwd()}
+                "workdir": os.getcwd(), **distributed_fields(args.replicas, args.framework)}
 
     def _submitted(self, client, job, follow: bool):
         from astrago.hub.client.jobs import describe

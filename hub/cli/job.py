@@ -31,6 +31,10 @@ def add_parser(sub):
     s.add_argument("--workdir", help="working directory on the server")
     s.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an environment variable")
     s.add_argument("--image", help="container image (cluster mode)")
+    s.add_argument("--replicas", type=int, help="processes of a distributed job, each on its own slice, admitted "
+                   "all or none (cluster mode: pods; here: torchrun-style processes with RANK, WORLD_SIZE, ...)")
+    s.add_argument("--kind", "--framework", dest="framework", choices=("pytorch", "mpi"),
+                   help="what runs the replicas: pytorch (a PyTorchJob; the default) or mpi (an MPIJob, cluster mode)")
     s.add_argument("--follow", "-f", action="store_true", help="print the log until the job ends")
     s.add_argument("--json", action="store_true", help="print the job as JSON")
     s.set_defaults(func=submit)
@@ -51,6 +55,7 @@ def add_parser(sub):
     lg.add_argument("id")
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     lg.add_argument("--offset", type=int, default=0, help="start at this byte")
+    lg.add_argument("--replica", type=int, default=0, help="another replica's log (0: the first, the default)")
     lg.set_defaults(func=logs)
 
     c = jobs.add_parser("cancel", help="cancel a job")
@@ -81,7 +86,7 @@ def _guard(fn):
 @_guard
 def submit(args) -> int:
     from ..client import AstraGoError
-    from ..client.jobs import describe, parse_params
+    from ..client.jobs import describe, distributed_fields, parse_params
 
     if bool(args.file) == bool(args.command):
         raise AstraGoError("Give a notebook or script file, or --command (one of them).")
@@ -94,7 +99,7 @@ def submit(args) -> int:
     spec = {"name": args.name, "slice": args.slice, "cpu": args.cpu, "memory": args.memory,
             "priority": args.priority, "max_runtime": args.max_runtime, "retries": args.retries,
             "workdir": args.workdir, "image": args.image, "env": env or None,
-            "parameters": parse_params(args.param) or None}
+            "parameters": parse_params(args.param) or None, **distributed_fields(args.replicas, args.framework)}
     if args.command:
         spec.update(kind="command", command=args.command)
     else:
@@ -151,16 +156,16 @@ def status(args) -> int:
 def logs(args) -> int:
     client = _client()
     if args.follow:
-        return _follow(client, args.id, args.offset)
-    text, _ = client.log(args.id, args.offset)
+        return _follow(client, args.id, args.offset, args.replica)
+    text, _ = client.log(args.id, args.offset, args.replica)
     sys.stdout.write(text)
     return 0
 
 
-def _follow(client, job_id: str, offset: int) -> int:
+def _follow(client, job_id: str, offset: int, replica: int = 0) -> int:
     from ..client.jobs import ending, follow_log
 
-    end = follow_log(client, job_id, offset, _write)
+    end = follow_log(client, job_id, offset, _write, replica)
     if end is None:
         return 1
     print(ending(job_id, end, output_line="\n  output: {}"))

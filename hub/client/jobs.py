@@ -22,7 +22,7 @@ class JobsClient:
 
     def submit(self, *, client_key: str | None = None, attempts: int = 5, **spec) -> dict:
         """POST api/jobs with the spec's fields (kind, input, code, command, parameters, slice, cpu,
-        memory, name, env, priority, max_runtime, retries, workdir); returns the job.
+        memory, name, env, priority, max_runtime, retries, workdir, replicas, distributed); returns the job.
 
         Every submission carries an idempotency key (`client_key`, made here when not given), so
         when the answer is lost (the service restarting, a dropped connection, a 502/503 from the
@@ -55,12 +55,14 @@ class JobsClient:
     def cancel(self, job_id: str) -> dict:
         return self.client.request("POST", f"api/jobs/{_id(job_id)}/cancel").json()
 
-    def log(self, job_id: str, offset: int = 0) -> tuple[str, int]:
-        """(log text from `offset`, the offset to continue from)."""
-        r = self.client.request("GET", f"api/jobs/{_id(job_id)}/log", params={"offset": offset})
+    def log(self, job_id: str, offset: int = 0, replica: int = 0) -> tuple[str, int]:
+        """(log text from `offset`, the offset to continue from); `replica`: another replica's log."""
+        params = {"offset": offset, **({"replica": replica} if replica else {})}
+        r = self.client.request("GET", f"api/jobs/{_id(job_id)}/log", params=params)
         return r.content.decode("utf-8", errors="replace"), int(r.headers.get("X-Log-Next-Offset", offset))
 
-    def follow(self, job_id: str, offset: int = 0, *, timeout: float = 3600 * 24) -> Iterator[tuple[str, dict]]:
+    def follow(self, job_id: str, offset: int = 0, *, timeout: float = 3600 * 24,
+               replica: int = 0) -> Iterator[tuple[str, dict]]:
         """Server-sent events of a job: ("log", {"text", "offset", "attempt"}), ("status", job), and
         finally ("end", {"status", "exit_code", "reason", "outputs"}). Reconnects (resuming from the
         last offset) when the connection drops."""
@@ -70,6 +72,8 @@ class JobsClient:
             if last_id:
                 headers["Last-Event-ID"] = last_id
             params = {} if last_id else {"offset": offset}
+            if replica:
+                params["replica"] = replica
             try:
                 response = self.client.session.get(self.client.absolute(f"api/jobs/{_id(job_id)}/events"),
                                                    params=params, headers=headers, stream=True,
@@ -131,11 +135,11 @@ def _parse_sse(lines) -> Iterator[tuple[str, dict, str | None]]:
             event_id = value
 
 
-def follow_log(client, job_id: str, offset: int, write) -> dict | None:
+def follow_log(client, job_id: str, offset: int, write, replica: int = 0) -> dict | None:
     """Stream a job's log through `write` until it ends; returns the end event (None if the
     stream stopped first). Shared by `astrago job logs --follow` and `%job logs --follow`."""
     end = None
-    for event, data in client.follow(job_id, offset):
+    for event, data in client.follow(job_id, offset, replica=replica):
         if event == "log":
             write(data["text"])
         elif event == "end":
@@ -155,7 +159,8 @@ def ending(job_id: str, end: dict, output_line: str = "\nOutput: {}") -> str:
 
 def describe(job: dict) -> str:
     """One line about a job for people."""
-    text = f"Job {job['id']} ({job['name']}) on {job['slice']}: {job['status']}"
+    where = job["slice"] if (job.get("replicas") or 1) == 1 else f"{job['replicas']} x {job['slice']}"
+    text = f"Job {job['id']} ({job['name']}) on {where}: {job['status']}"
     if job.get("reason") and job["status"] not in ("COMPLETED",):
         text += f" — {job['reason']}"
     if job.get("exit_code") is not None and job["status"] != "COMPLETED":
@@ -203,6 +208,17 @@ def parse_cli_value(text: str):
     except ValueError:
         return text
     return value if _plain_json(value) else text
+
+
+def distributed_fields(replicas: int | None, kind: str | None) -> dict:
+    """The spec's `replicas` and `distributed` from `--replicas N --kind mpi|pytorch` (pure); the
+    service checks them (a kind without 2 or more replicas is refused there, in its words)."""
+    fields = {}
+    if replicas is not None:
+        fields["replicas"] = replicas
+    if kind is not None:
+        fields["distributed"] = {"framework": kind}
+    return fields
 
 
 def parse_params(pairs) -> dict:

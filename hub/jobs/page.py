@@ -43,6 +43,19 @@ def resubmit_spec(job: Job) -> dict:
     return spec
 
 
+def replica_names(job: dict) -> list[str]:
+    """What each replica of a job is called on its page, by rank (pure): the PyTorchJob's master and
+    workers, the MPIJob's launcher and workers, the processes of a job on one machine."""
+    count = job.get("replicas") or 1
+    if count == 1:
+        return ["the job"]
+    if job.get("executor") != "kubernetes":
+        return [f"process {rank} (RANK={rank})" for rank in range(count)]
+    first = "launcher (rank 0, runs mpirun)" if (job.get("distributed") or {}).get("framework") == "mpi" \
+        else "master (rank 0)"
+    return [first] + [f"worker {index} (rank {index + 1})" for index in range(count - 1)]
+
+
 def lab_link(user: str, path: str, home: str) -> str | None:
     """Where an output file opens in its owner's JupyterLab (pure): a path under the home, else None."""
     home = home.rstrip("/")
@@ -167,6 +180,7 @@ class JobDetailPage(JobsPageBase):
             home = ""
         outputs = [{"path": o, "lab": lab_link(owner, o, home) if owner == me else None} for o in job["outputs"]]
         self.render_jobs("job.html", active="me-jobs", job=job, events=events, outputs=outputs,
+                         replica_names=replica_names(job),
                          can_cancel=self.has_scope(scopes.JOBS, user=owner),
                          can_resubmit=owner == me and self.has_scope(scopes.JOBS, user=me),
                          resubmit=spec, admin_view=self.has_scope(scopes.READ))

@@ -41,9 +41,13 @@ CALLS = {
     "delete_namespaced_job": [("batch", "jobs", ("delete",), RELEASE)],
     "list_namespaced_pod": [("", "pods", ("list",), RELEASE)],
     "read_namespaced_pod_log": [("", "pods/log", ("get",), RELEASE)],
-    "create_namespaced_custom_object": [("kubeflow.org", "pytorchjobs", ("create",), RELEASE)],
-    "get_namespaced_custom_object": [("kubeflow.org", "pytorchjobs", ("get",), RELEASE)],
-    "delete_namespaced_custom_object": [("kubeflow.org", "pytorchjobs", ("delete",), RELEASE)],
+    # distributed jobs: Kubeflow PyTorchJobs and MPIJobs
+    "create_namespaced_custom_object": [("kubeflow.org", "pytorchjobs", ("create",), RELEASE),
+                                        ("kubeflow.org", "mpijobs", ("create",), RELEASE)],
+    "get_namespaced_custom_object": [("kubeflow.org", "pytorchjobs", ("get",), RELEASE),
+                                     ("kubeflow.org", "mpijobs", ("get",), RELEASE)],
+    "delete_namespaced_custom_object": [("kubeflow.org", "pytorchjobs", ("delete",), RELEASE),
+                                        ("kubeflow.org", "mpijobs", ("delete",), RELEASE)],
 }
 
 #: KubeSpawner's own calls for a user's server in the release namespace (pod and PVC lifecycle,

@@ -27,6 +27,7 @@ Interface (the session fixture `control_plane` in tests/e2e_k8s/conftest.py retu
                                         # cp.storage.volume_path(ns, claim) -> the claim's directory
     cp.mig_manager                      # SimulatedMigManager (mig_manager.py); hold() / release()
     cp.training_operator                # SimulatedTrainingOperator (training_operator.py), PyTorchJobs
+    cp.mpi_operator                     # SimulatedMpiOperator (mpi_operator.py), MPIJobs
     cp.stop()                           # every process it started, and its doubles, are ended
 
 GPU nodes as the GPU operator publishes them: tests/controlplane/gpu_nodes.py (the session adds

@@ -24,6 +24,8 @@ def missing() -> list[str]:
         gone.append("KWOK's stages (build/controlplane/share/kwok)")
     if not (SHARE / "crds" / "kubeflow.org_pytorchjobs.yaml").is_file():
         gone.append("Kubeflow's PyTorchJob CRD (build/controlplane/share/crds)")
+    if not (SHARE / "crds" / "kubeflow.org_mpijobs.yaml").is_file():
+        gone.append("Kubeflow's MPIJob CRD (build/controlplane/share/crds)")
     return gone
 
 

@@ -13,8 +13,11 @@ OUT=${1:-build/controlplane}
 BIN=$OUT/bin
 SHARE=$OUT/share
 KWOK_VERSION=v0.8.0
-# the Kubeflow training operator's module zip carries its published CRDs (PyTorchJob)
+# the Kubeflow operators' module zips carry their published CRDs: the training operator's
+# PyTorchJob, the MPI Operator v2's MPIJob (kubeflow.org/v2beta1). Only the CRDs are taken; the
+# operators' controllers are test doubles (tests/controlplane/training_operator.py, mpi_operator.py)
 TRAINING_OPERATOR_VERSION=v1.8.1
+MPI_OPERATOR_VERSION=v0.6.0
 MODULE=tests/controlplane/kube
 
 if ! command -v go >/dev/null; then
@@ -27,15 +30,31 @@ KUBERNETES_VERSION=$(version_of k8s.io/kubernetes)
 ETCD_VERSION=$(version_of go.etcd.io/etcd/server/v3)
 WANT="kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION"
 WANT="$WANT training-operator=$TRAINING_OPERATOR_VERSION $(go env GOVERSION)"
+CRDS_WANT="training-operator=$TRAINING_OPERATOR_VERSION mpi-operator=$MPI_OPERATOR_VERSION"
 WANT="$WANT modules=$(cat "$MODULE/go.mod" "$MODULE/go.sum" | sha256sum | cut -c1-16)"
+
+module_dir() { go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
+
+# the published CRDs, from the module zips the proxy serves (cheap: a download, no build)
+fetch_crds() {
+  [ -f "$SHARE/crds/versions" ] && [ "$(cat "$SHARE/crds/versions")" = "$CRDS_WANT" ] && return 0
+  mkdir -p "$SHARE/crds"
+  cp "$(module_dir "github.com/kubeflow/training-operator@$TRAINING_OPERATOR_VERSION")"/manifests/base/crds/kubeflow.org_pytorchjobs.yaml \
+     "$(module_dir "github.com/kubeflow/mpi-operator@$MPI_OPERATOR_VERSION")"/manifests/base/kubeflow.org_mpijobs.yaml \
+     "$SHARE/crds/"
+  chmod u+w "$SHARE/crds"/*.yaml
+  echo "$CRDS_WANT" > "$SHARE/crds/versions"
+  echo "controlplane: CRDs $CRDS_WANT"
+}
 
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
 have_all() {
   for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done
-  [ -d "$SHARE/kwok" ] && [ -f "$SHARE/crds/kubeflow.org_pytorchjobs.yaml" ]
+  [ -d "$SHARE/kwok" ]
 }
 if have_all && [ "$(cat "$OUT/versions" 2>/dev/null)" = "$WANT" ]; then
-  echo "controlplane: up to date ($WANT)"
+  fetch_crds
+  echo "controlplane: up to date ($WANT; $CRDS_WANT)"
   exit 0
 fi
 
@@ -58,10 +77,6 @@ cp "$KWOK_DIR"/kustomize/stage/node/fast/node-initialize.yaml \
    "$KWOK_DIR"/kustomize/stage/pod/fast/pod-delete.yaml "$SHARE/kwok/stages/"
 cp "$KWOK_DIR"/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml "$SHARE/kwok/crds/"
 chmod -R u+w "$SHARE/kwok"
-TRAINING_DIR=$(go mod download -json "github.com/kubeflow/training-operator@$TRAINING_OPERATOR_VERSION" \
-  | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-mkdir -p "$SHARE/crds"
-cp "$TRAINING_DIR"/manifests/base/crds/kubeflow.org_pytorchjobs.yaml "$SHARE/crds/"
-chmod u+w "$SHARE/crds"/*.yaml
+fetch_crds
 echo "$WANT" > "$OUT/versions"
 echo "controlplane: built in $(( $(date +%s) - started ))s"

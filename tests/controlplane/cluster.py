@@ -206,7 +206,7 @@ class ControlPlane:
 
     def _install_basics(self) -> None:
         """What the suite's cluster has before workloads: CRDs and a default StorageClass."""
-        # KWOK's Logs CRD and the published CRDs the suite installs (Kubeflow's PyTorchJob)
+        # KWOK's Logs CRD and the published CRDs the suite installs (Kubeflow's PyTorchJob and MPIJob)
         crds = sorted((binaries.SHARE / "kwok" / "crds").glob("*.yaml")) + sorted(
             (binaries.SHARE / "crds").glob("*.yaml"))
         self.apply(crds)
@@ -268,6 +268,7 @@ class ControlPlane:
     def _start_doubles(self) -> None:
         from .mig_manager import SimulatedMigManager
         from .pod_runtime import PodRuntime
+        from .mpi_operator import SimulatedMpiOperator
         from .training_operator import SimulatedTrainingOperator
         from .storage_provisioner import HostPathProvisioner
 
@@ -279,7 +280,8 @@ class ControlPlane:
                                   bin_dirs=[os.path.join(user_env, "bin")])
         self.mig_manager = SimulatedMigManager(self.rest)
         self.training_operator = SimulatedTrainingOperator(self.rest)
-        for double in (self.storage, self.runtime, self.mig_manager, self.training_operator):
+        self.mpi_operator = SimulatedMpiOperator(self.rest)
+        for double in (self.storage, self.runtime, self.mig_manager, self.training_operator, self.mpi_operator):
             double.start()
             self.doubles.append(double)
 

@@ -4,7 +4,9 @@ the real Job controller runs the Job (its pod's command run by the runtime doubl
 is followed through pods/log, a create repeated after a crash adopts the Job, cancel deletes
 the Job and its pods (the real garbage collector), and PyTorchJobs are accepted by the API
 server with the Kubeflow training operator's published CRD installed (their replicas made
-and their conditions set by the training-operator double, tests/controlplane/training_operator.py)."""
+and their conditions set by the training-operator double, tests/controlplane/training_operator.py),
+and MPIJobs with the MPI Operator v2's published CRD (their launcher Job and workers made by the
+MPI-operator double, tests/controlplane/mpi_operator.py); every replica's log reaches its file."""
 import asyncio
 import secrets
 from dataclasses import replace
@@ -32,14 +34,25 @@ def hub_kubeconfig(control_plane):
     return path
 
 
-@pytest.fixture
-async def executor(hub_kubeconfig, tmp_path):
+#: no mpirun here (the runtime double mounts no hostfile): the launcher runs the job as rank 0
+#: itself, the workers say who they are and wait to be removed, as sshd would
+MPI_SETTINGS = {"mpi_launcher_command": [],
+                "mpi_worker_command": ["/bin/sh", "-c", "echo worker $K_MPI_JOB_ROLE $ASTRAGO_JOB_REPLICA up; "
+                                       "exec sleep 600"]}
+
+
+async def _executor(hub_kubeconfig, tmp_path, **settings):
     configuration = client.Configuration()
     await kube_config.load_kube_config(config_file=str(hub_kubeconfig), client_configuration=configuration)
     api = client.ApiClient(configuration)
     jobs_config = JobsConfig(namespace=RELEASE_NAMESPACE, data_dir=str(tmp_path), cancel_grace_seconds=2,
-                             image="astrago/singleuser:test", home_claim_template="claim-{username}")
-    executor = KubernetesExecutor(jobs_config, api_client=api)
+                             image="astrago/singleuser:test", home_claim_template="claim-{username}", **settings)
+    return KubernetesExecutor(jobs_config, api_client=api), api
+
+
+@pytest.fixture
+async def executor(hub_kubeconfig, tmp_path):
+    executor, api = await _executor(hub_kubeconfig, tmp_path, **MPI_SETTINGS)
     yield executor
     for task in executor._followers.values():
         task.cancel()
@@ -146,6 +159,8 @@ async def test_a_pytorch_job_is_accepted_whole_runs_and_its_masters_log_and_code
     ended = await until_ended(executor, run)
     assert (ended.exit_code, ended.lost) == (0, False)
     assert "rank 0 of 3: epoch 1\n" in Path(launch.log_path).read_text()  # the master's log
+    for rank in (1, 2):  # and each worker's, beside it
+        assert f"rank {rank} of 3: epoch 1\n" in executor.log_path(run, rank).read_text()
     pods = control_plane.rest.list("v1", "Pod", RELEASE_NAMESPACE,
                                    labelSelector=f"training.kubeflow.org/job-name={name}")["items"]
     assert sorted(p["metadata"]["name"] for p in pods) == [f"{name}-master-0", f"{name}-worker-0", f"{name}-worker-1"]
@@ -190,3 +205,70 @@ async def test_a_pytorch_job_the_crd_schema_refuses_is_an_executor_error(executo
     executor.manifest = broken
     with pytest.raises(ExecutorError, match="Kubernetes refused the PyTorchJob"):
         await executor.start(run)
+
+
+def mpi_run(command, slice_name="1g.10gb"):
+    return new_run(slice=slice_name, distributed={"framework": "mpi", "workers": 2}, command=command)
+
+
+async def test_an_mpi_job_is_accepted_whole_its_launcher_runs_to_completion_and_workers_go(executor, control_plane):
+    """3 replicas on MIG slices: a launcher (a worker too) and 2 workers, each asking for one
+    1g.10gb; the real Job controller runs the launcher's Job, the MPIJob succeeds from it, and
+    the workers still running are removed (cleanPodPolicy Running)."""
+    run, launch = await launched(executor, mpi_run("echo launcher rank $ASTRAGO_JOB_REPLICA of "
+                                                   "$ASTRAGO_JOB_REPLICAS; cat $OMPI_MCA_orte_default_hostfile "
+                                                   "2>/dev/null || echo hostfile at $OMPI_MCA_orte_default_hostfile"))
+    name = launch.process["name"]
+    assert launch.process == {"namespace": RELEASE_NAMESPACE, "name": name, "kind": "MPIJob"}
+    stored = control_plane.rest.read("kubeflow.org/v2beta1", "MPIJob", name, RELEASE_NAMESPACE)
+    assert lost_fields(executor.manifest(run, "")["spec"], stored["spec"]) == []  # nothing pruned
+    selector = f"training.kubeflow.org/job-name={name}"
+
+    def workers():
+        return control_plane.rest.list("v1", "Pod", RELEASE_NAMESPACE,
+                                       labelSelector=f"{selector},training.kubeflow.org/job-role=worker")["items"]
+
+    await asyncio.to_thread(control_plane.wait_for, lambda: len(workers()) == 2, "the MPI operator's two workers")
+    assert sorted(p["metadata"]["name"] for p in workers()) == [f"{name}-worker-0", f"{name}-worker-1"]
+    for pod in workers():
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+    ended = await until_ended(executor, run)
+    assert (ended.exit_code, ended.lost) == (0, False)
+    log = Path(launch.log_path).read_text()
+    assert "launcher rank launcher of 3\n" in log and "hostfile at /etc/mpi/hostfile" in log, log
+    hostfile = control_plane.rest.read("v1", "ConfigMap", f"{name}-config", RELEASE_NAMESPACE)["data"]["hostfile"]
+    assert hostfile == "".join(f"{name}-{host}.{name}.{RELEASE_NAMESPACE}.svc slots=1\n"
+                               for host in ("launcher", "worker-0", "worker-1"))
+    for rank in (1, 2):
+        assert "worker worker worker up\n" in executor.log_path(run, rank).read_text()
+    launcher = control_plane.rest.read("batch/v1", "Job", f"{name}-launcher", RELEASE_NAMESPACE)
+    assert launcher["status"]["succeeded"] == 1
+    assert launcher["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/mig-1g.10gb"] == "1"
+    await asyncio.to_thread(control_plane.wait_for, lambda: not workers(), "the running workers removed")
+    assert not control_plane.mpi_operator.jobs.errors and not control_plane.mpi_operator.pods.errors
+
+
+async def test_a_failing_mpi_job_reports_the_launchers_exit_code(executor):
+    run, _ = await launched(executor, mpi_run("echo bad >&2; exit 4", slice_name="cpu"))
+    ended = await until_ended(executor, run)
+    assert (ended.exit_code, ended.reason) == (4, "exited with code 4")
+
+
+async def test_cancel_deletes_the_mpi_job_its_launcher_and_workers(executor, control_plane):
+    run, launch = await launched(executor, mpi_run("sleep 600", slice_name="cpu"))
+    name = launch.process["name"]
+    selector = f"training.kubeflow.org/job-name={name}"
+
+    def all_running():
+        pods = control_plane.rest.list("v1", "Pod", RELEASE_NAMESPACE, labelSelector=selector)["items"]
+        return len(pods) == 3 and all(control_plane.runtime.container_of(RELEASE_NAMESPACE, p["metadata"]["name"])
+                                      for p in pods)
+
+    await asyncio.to_thread(control_plane.wait_for, all_running, "the launcher and two workers running")
+    assert await executor.stop(run) == []
+    await asyncio.to_thread(control_plane.wait_for, lambda: control_plane.rest.read(
+        "kubeflow.org/v2beta1", "MPIJob", name, RELEASE_NAMESPACE) is None, "the MPIJob deleted")
+    await asyncio.to_thread(control_plane.wait_for, lambda: not control_plane.rest.list(
+        "v1", "Pod", RELEASE_NAMESPACE, labelSelector=selector)["items"], "its pods deleted")
+    gone = await executor.reattach(run)
+    assert gone.lost and f"MPIJob {name} is gone" in gone.reason

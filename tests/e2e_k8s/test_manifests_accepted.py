@@ -1,12 +1,12 @@
 """What the project ships and builds is accepted by a real API server (server-side dry run:
 validation, defaulting and admission, nothing stored): the batch Job for every kind of slice, the
-PyTorchJob against Kubeflow's published CRD, the GPU operator ConfigMaps and the RBAC files. And
+PyTorchJob and the MPIJob against Kubeflow's published CRDs, the GPU operator ConfigMaps and the RBAC files. And
 the API server refuses what the device plugin would never publish (`nvidia.com/mig-1g.10gb+me`)."""
 import pytest
 import yaml
 
 from astrago.hub.jobs.executors.base import JobRun
-from astrago.hub.jobs.manifests import job_manifest, pytorch_job_manifest
+from astrago.hub.jobs.manifests import job_manifest, mpi_job_manifest, pytorch_job_manifest
 from controlplane.binaries import REPO
 from controlplane.rest import KubeError
 
@@ -53,6 +53,25 @@ def test_the_pytorch_job_is_accepted_against_kubeflows_crd(control_plane):
     manifest = pytorch_job_manifest(run, namespace="astrago", image="astrago/singleuser:1", home_claim="claim-ann")
     stored = dry_run(control_plane, manifest)
     assert stored["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
+
+
+@pytest.mark.parametrize("slice_name, model", [("1g.10gb", "H100-80GB"), ("mps-25", "H100-80GB"), ("gpu-1", None)])
+def test_the_mpi_job_is_accepted_against_the_mpi_operators_crd(control_plane, slice_name, model):
+    from dataclasses import replace
+
+    run = replace(RUN, slice=slice_name, distributed={"framework": "mpi", "workers": 3})
+    manifest = mpi_job_manifest(run, namespace="astrago", image="astrago/singleuser:1", model=model,
+                                home_claim="claim-ann")
+    stored = dry_run(control_plane, manifest)
+    assert stored["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 3
+    assert stored["spec"]["runLauncherAsWorker"] is True and stored["spec"]["slotsPerWorker"] == 1
+    launcher = stored["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    assert launcher["resources"] == manifest["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"][
+        "containers"][0]["resources"]
+    manifest["spec"]["mpiImplementation"] = "LAM"  # the CRD's enum refuses it
+    with pytest.raises(KubeError) as refused:
+        dry_run(control_plane, manifest)
+    assert refused.value.status == 422
 
 
 @pytest.mark.parametrize("path", ["config/gpu-operator/mig-parted-config.yaml", "config/gpu-operator/mps-sharing.yaml",

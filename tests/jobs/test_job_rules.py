@@ -229,3 +229,28 @@ def test_replica_logs_sit_beside_the_attempts_log():
     assert replica_log_path("/d/j/attempt-2.log", 0) == "/d/j/attempt-2.log"
     assert replica_log_path("/d/j/attempt-2.log", 3) == "/d/j/attempt-2.replica-3.log"
     assert replica_log_path("", 1) == ""
+
+
+def test_the_cli_and_the_magics_ask_for_replicas_and_their_kind(monkeypatch, capsys):
+    from astrago.hub.cli import main as cli_main
+    from astrago.hub.client.jobs import JobsClient, describe, distributed_fields
+
+    sent = {}
+
+    def submit(self, **spec):
+        sent.update(spec)
+        return {"id": "0a1b2c3d4e5f", "name": "x", "slice": "1g.10gb", "status": "QUEUED", "reason": "", "replicas": 2}
+
+    monkeypatch.setenv("ASTRAGO_SERVICE_URL", "http://127.0.0.1:9/services/astrago/")  # never reached
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "x")
+    monkeypatch.setattr(JobsClient, "submit", submit)
+    assert cli_main(["job", "submit", "--command", "python train.py", "--slice", "1g.10gb", "--replicas", "2",
+                     "--kind", "mpi"]) == 0
+    assert (sent["replicas"], sent["distributed"], sent["slice"]) == (2, {"framework": "mpi"}, "1g.10gb")
+    assert "on 2 x 1g.10gb: QUEUED" in capsys.readouterr().out
+    assert distributed_fields(None, None) == {} and distributed_fields(3, None) == {"replicas": 3}
+    assert describe({"id": "a", "name": "n", "slice": "cpu", "status": "RUNNING"}) == "Job a (n) on cpu: RUNNING"
+    from extensions.magics import _cell_parser
+
+    args = _cell_parser().parse_args(["--replicas", "2", "--slice", "mps-25"])
+    assert (args.replicas, args.framework, args.slice) == (2, None, "mps-25")
