@@ -63,7 +63,7 @@ class QuotaArea(Area):
                                   gpu_hours_period_days=self.gpu_hours_period_days)
         self.desk.inventory_note = self.inventory_note
         self.reader = LedgerReader(self.desk)
-        self.storage = QuotaStorageLimits(context.db, getattr(context.settings, "hub_auth", None), self.desk)
+        self.storage = QuotaStorageLimits(context.db, context.hub_user, self.desk)
         self.started_at = datetime.now(timezone.utc).replace(tzinfo=None)
         self._ready = asyncio.Event()  # set once the round at start has run (see background)
         lost = context.db.run_sync(self.desk.restore)
@@ -92,6 +92,7 @@ class QuotaArea(Area):
         from .reconcile import reconcile_at_start, reconcile_once
 
         settings = context.settings
+        self.storage.loop = asyncio.get_running_loop()  # storage limits ask the hub through it
         try:  # before the first admission: what the service's previous life left held is released
             todo = await reconcile_at_start(context, self.desk, self.started_at, grace_s=settings.reconcile_grace)
             if todo is None:

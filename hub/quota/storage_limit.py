@@ -2,10 +2,8 @@
 asks on its I/O threads."""
 from __future__ import annotations
 
+import asyncio
 import time
-from urllib.parse import quote
-
-import requests
 
 GIB = 1024 ** 3
 
@@ -13,24 +11,27 @@ GIB = 1024 ** 3
 class QuotaStorageLimits:
     """user -> their effective `storage_gib` quota in bytes, or None when no quota sets one.
 
-    Blocking (HTTP to the hub for the user's groups, a read of the quotas): for worker
-    threads, never the event loop. A user's groups are remembered `ttl_s` seconds."""
+    Blocking (the hub is asked for the user's groups on the service's event loop, the quotas
+    read from the database): for worker threads, never the event loop itself. A user's groups
+    are remembered `ttl_s` seconds."""
 
-    def __init__(self, db, hub_auth, desk, ttl_s: float = 60.0):
+    def __init__(self, db, hub_user, desk, ttl_s: float = 60.0, timeout_s: float = 10.0):
         self.db = db
-        self.hub_auth = hub_auth
+        self.hub_user = hub_user  # async (name) -> the hub's user model or None
         self.desk = desk
         self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self.loop: asyncio.AbstractEventLoop | None = None  # the service's, once it runs
         self._groups: dict[str, tuple[float, list[str]]] = {}
 
     def groups_of(self, user: str) -> list[str]:
         hit = self._groups.get(user)
         if hit and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
-        auth = self.hub_auth
-        resp = requests.get(auth.api_url.rstrip("/") + f"/users/{quote(user)}",
-                            headers={"Authorization": f"token {auth.api_token}"}, timeout=10)
-        groups = sorted(resp.json().get("groups", [])) if resp.status_code == 200 else []
+        if self.loop is None:
+            raise RuntimeError("the service's event loop is not running yet: the hub cannot be asked")
+        model = asyncio.run_coroutine_threadsafe(self.hub_user(user), self.loop).result(self.timeout_s)
+        groups = sorted(model.get("groups", [])) if model else []
         self._groups[user] = (time.monotonic(), groups)
         return groups
 
