@@ -106,11 +106,8 @@ class AstraGoService(Application):
         self.context = AreaContext(db=self.db, settings=self, hub_api=self.hub_api, hub_user=self.hub_user,
                                    log=self.log)
         self.areas = areas.load(self.enabled_areas, parent=self)
-        for area in contract.setup_order(a for a in self.areas if isinstance(a, contract.Area)):
+        for area in contract.setup_order(self.areas):
             area.setup(self.context)
-        for area in self.areas:  # legacy module areas (until each is an Area class)
-            if not isinstance(area, contract.Area) and hasattr(area, "setup"):
-                area.setup(self)
 
     def config_files(self) -> list[Path]:
         """The config files to load, in order (later ones win); see `config_file`."""
@@ -145,32 +142,27 @@ class AstraGoService(Application):
         return data if code == 200 else None
 
     def routes(self) -> list[contract.Route]:
-        return [r for area in self.areas if isinstance(area, contract.Area) for r in area.routes()]
+        return [r for area in self.areas for r in area.routes()]
 
     def openapi(self) -> dict:
         schemas = {}
         for area in self.areas:
-            if isinstance(area, contract.Area):
-                schemas.update(area.schemas())
+            schemas.update(area.schemas())
         return openapi.openapi_document(self.version, self.prefix, self.routes(), schemas)
 
     def admin_sections(self) -> list[contract.AdminSection]:
-        found = [s for area in self.areas if isinstance(area, contract.Area) for s in area.admin_sections()]
+        found = [s for area in self.areas for s in area.admin_sections()]
         return sorted(found, key=lambda s: s.order)
 
     def page_context(self) -> list:
-        return [fn for area in self.areas if isinstance(area, contract.Area) for fn in area.page_context()]
+        return [fn for area in self.areas for fn in area.page_context()]
 
     def make_app(self) -> web.Application:
         prefix = self.prefix
         handlers = []
         for area in self.areas:
-            if isinstance(area, contract.Area):
-                for route in area.routes():
-                    handlers.append((route.regex(prefix), route.handler, {"area": area, **route.kwargs}))
-            else:
-                openapi.register(area.PATHS, getattr(area, "SCHEMAS", None))
-                handlers.extend(area.handlers(prefix))
+            for route in area.routes():
+                handlers.append((route.regex(prefix), route.handler, {"area": area, **route.kwargs}))
         handlers.append((prefix + "oauth_callback", HubOAuthCallbackHandler))
         return web.Application(
             handlers,
@@ -211,10 +203,7 @@ class AstraGoService(Application):
         url = urlparse(self.bind_url)
         server = HTTPServer(self.make_app(), xheaders=True)
         server.listen(url.port or 80, url.hostname or "127.0.0.1")
-        tasks = [asyncio.create_task(work) for area in self.areas if isinstance(area, contract.Area)
-                 for work in area.background(self.context)]
-        tasks += [asyncio.create_task(area.background(self)) for area in self.areas
-                  if not isinstance(area, contract.Area) and hasattr(area, "background")]
+        tasks = [asyncio.create_task(work) for area in self.areas for work in area.background(self.context)]
         self.log.info("AstraGo service %s (%s mode) at %s%s", self.version, self.mode, self.bind_url.rstrip("/"), "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -224,11 +213,10 @@ class AstraGoService(Application):
         for task in tasks:
             task.cancel()
         for area in self.areas:
-            if isinstance(area, contract.Area):
-                try:
-                    await area.stop()
-                except Exception:  # noqa: BLE001 -- one area failing to stop must not keep the others running
-                    self.log.exception("the %s area failed to stop", area.name)
+            try:
+                await area.stop()
+            except Exception:  # noqa: BLE001 -- one area failing to stop must not keep the others running
+                self.log.exception("the %s area failed to stop", area.name)
         server.stop()
         try:  # requests still open (an upload whose client vanished) end now, not with a 500 at exit
             await asyncio.wait_for(server.close_all_connections(), 5)

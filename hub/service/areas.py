@@ -3,8 +3,7 @@
 The service is the composition root: the only place that names every area. Areas
 themselves never import one another (see contract.py); a deployment could run some of
 them as separate services (DESIGN.md: the Core / Batch / Monitor split) without rewriting
-them. An entry "module" (no ":Class") is a legacy module area (`handlers(prefix)`, `PATHS`,
-`setup(service)`, `background(service)`), kept until it is an Area class.
+them.
 """
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ def load(names, parent=None) -> list:
     for name in names:
         if name not in AREAS:
             raise ValueError(f"unknown API area {name!r}; known: {', '.join(sorted(AREAS))}")
-        module_path, _, class_name = AREAS[name].partition(":")
-        module = importlib.import_module(module_path)
-        loaded.append(getattr(module, class_name)(parent=parent) if class_name else module)
+        module_path, class_name = AREAS[name].split(":")
+        loaded.append(getattr(importlib.import_module(module_path), class_name)(parent=parent))
     return loaded

@@ -15,25 +15,7 @@ PROBLEM_RESPONSE = {
 }
 
 
-def operation(op_id: str, summary: str, ok: str = "200", errors=(401, 403), params=(), body: str | None = None,
-              content: str = "application/json") -> dict:
-    """One OpenAPI operation: its success response, its problem responses, path/query
-    parameters as (name, "path"|"query") pairs, and a JSON body schema reference."""
-    op = {"operationId": op_id, "summary": summary,
-          "responses": {ok: {"description": "OK", "content": {content: {}}},
-                        **{str(e): {"$ref": "#/components/responses/Problem"} for e in errors}}}
-    if params:
-        op["parameters"] = [{"name": n, "in": where, "required": where == "path", "schema": {"type": "string"}}
-                            for n, where in params]
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": body}}}}
-    return op
-
-
-def _errors(*codes: int) -> dict:
-    return {str(code): PROBLEM_RESPONSE for code in codes}
-
-
+#: the service's own schemas (areas add theirs through Area.schemas)
 SCHEMAS = {
     "Problem": {
         "type": "object",
@@ -69,20 +51,6 @@ SCHEMAS = {
         },
     },
 }
-
-#: legacy module areas (handlers(prefix) + PATHS) add their paths here; Area classes never do:
-#: their document is generated from their routes and declarations (paths_of_routes)
-AREA_PATHS: list[dict] = []
-AREA_SCHEMAS: list[dict] = [SCHEMAS]
-
-
-def register(paths: dict, schemas: dict | None = None) -> None:
-    """Add a legacy module area's paths (and schemas) to the document."""
-    if paths not in AREA_PATHS:
-        AREA_PATHS.append(paths)
-    if schemas and schemas not in AREA_SCHEMAS:
-        AREA_SCHEMAS.append(schemas)
-
 
 _METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
@@ -178,14 +146,8 @@ def paths_of_routes(routes) -> dict:
 
 
 def openapi_document(version: str, prefix: str, routes=(), schemas: dict | None = None) -> dict:
-    paths: dict = {}
-    for area in AREA_PATHS:
-        paths.update(area)
-    paths.update(paths_of_routes(routes))
-    all_schemas: dict = {}
-    for area in AREA_SCHEMAS:
-        all_schemas.update(area)
-    all_schemas.update(schemas or {})
+    paths = paths_of_routes(routes)
+    all_schemas = {**SCHEMAS, **(schemas or {})}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -20,21 +20,9 @@ TEMPLATES = Environment(loader=FileSystemLoader(str(Path(__file__).resolve().par
                         autoescape=select_autoescape(["html"]))
 display.install(TEMPLATES)
 
-#: admin panel sections: (path under admin/, title, scope needed to see it)
-ADMIN_SECTIONS = [
-]
-
-
-#: areas add coroutine functions `(handler) -> dict` whose results every page's template gets
-#: (e.g. the monitor area's idle-GPU notices, shown as a banner on every page)
-PAGE_CONTEXT = []
-
-
 def admin_sections_of(handler) -> list[tuple[str, str]]:
-    """The admin panel's sections this caller may see: those areas declare
-    (`Area.admin_sections`), then the legacy list of areas not yet on the contract."""
-    declared = [(s.path, s.title, s.scope) for s in handler.service.admin_sections()]
-    return [(path, title) for path, title, scope in declared + ADMIN_SECTIONS if handler.has_scope(scope)]
+    """The admin panel's sections this caller may see (the areas declare them: Area.admin_sections)."""
+    return [(s.path, s.title) for s in handler.service.admin_sections() if handler.has_scope(s.scope)]
 
 
 def nav_html(handler) -> str:
@@ -70,7 +58,7 @@ class PageHandler(APIHandler):
 
     async def shared_context(self) -> dict:
         extra = {}
-        for provide in list(self.service.page_context()) + PAGE_CONTEXT:
+        for provide in self.service.page_context():
             try:
                 extra.update(await provide(self))
             except Exception:  # a failing area must not take every page down
