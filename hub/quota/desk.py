@@ -26,14 +26,18 @@ from astrago.spawners.placement import Placer
 from ..service.interfaces.admission import AdmissionError, AdmissionOutcome, AdmissionRequest, AllocationRecord
 from . import fairshare, journal, store, usage_ledger
 from .books import QuotaBook
-from .cycle import ADMISSION_CHARGE_HOURS, Candidate, JobBounds, fair_positions, plan_admissions
+from .cycle import ADMISSION_CHARGE_HOURS, Candidate, JobBounds, plan_admissions
 from .fit import SliceFit
 from .limits import QuotaLimits, Request, Usage, check, queued_jobs_limit, running_jobs_limit
 from .models import Allocation
 from .placements import placement_to_dict
+from .positions import QueuePositions
 from .waiting import WaitingQueue
 
 ACTIVE = store.ACTIVE
+
+#: how old the usage that queue positions are worked out from may be (seconds)
+POSITIONS_USAGE_S = 10
 
 
 class AdmissionDesk:
@@ -218,14 +222,19 @@ class AdmissionDesk:
     # -- views -----------------------------------------------------------
 
     def positions(self, session: Session) -> dict[str, int]:
-        """Queue position (1 = next) of every queued request: the fair order as it stands, worked
-        out again when the queue or usage changed (or a second passed: usage decays)."""
+        """Queue position (1 = next) of every queued request: the fair order as it stands."""
+        return self._queue_positions(session).all()
+
+    def _queue_positions(self, session: Session) -> QueuePositions:
+        """The fair order's positions, following the queue as it changes, for usage as it was at
+        most `POSITIONS_USAGE_S` ago (a position is a forecast: the cycle itself always weighs
+        usage as it is) and the weights as they are."""
         queue, usage = self._memory(session)
+        self._quota_book.refresh(session)
         now = time.time()
-        key = (queue.version, usage.version, int(now))
+        key = (id(usage), id(self._quota_book.weights), int(now // POSITIONS_USAGE_S))
         if self._positions[0] != key:
-            self._quota_book.refresh(session)
-            self._positions = (key, fair_positions(queue, **self._order_inputs(queue, usage, now)))
+            self._positions = (key, QueuePositions(queue, **self._order_inputs(queue, usage, now)))
         return self._positions[1]
 
     def waiting(self, session: Session) -> list[tuple[Candidate, str]]:
@@ -245,9 +254,10 @@ class AdmissionDesk:
         if alloc.status == "queued":
             queue, _ = self._memory(session)
             if positions is None:
-                positions = self.positions(session)
-            out["position"] = positions.get(alloc.id)
-            out["queue_length"] = len(positions)
+                out["position"] = self._queue_positions(session).position_of(alloc.id)
+            else:
+                out["position"] = positions.get(alloc.id)
+            out["queue_length"] = len(queue)
             if alloc.id in queue:
                 out["reason"] = queue.reason(alloc.id)
         return out

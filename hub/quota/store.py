@@ -46,7 +46,7 @@ def amount(value: float) -> Fraction:
 
 def lock(session: Session) -> None:
     """Serialise quota checks and allocations (with several service processes on one MariaDB too)."""
-    session.execute(select(AdmissionLock).where(AdmissionLock.id == 1).with_for_update()).first()
+    session.execute(select(AdmissionLock.id).where(AdmissionLock.id == 1).with_for_update()).first()
 
 
 def by_client_key(session: Session, client_key: str) -> Allocation | None:

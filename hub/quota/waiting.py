@@ -30,6 +30,9 @@ class WaitingQueue:
         self._capped: dict[str, str] = {}  # the last cycle's: user -> why their jobs wait
         #: bumped on every change: positions computed for one version hold until the next
         self.version = 0
+        self._group_versions: Counter = Counter()  # group -> changes to its requests
+        self._changes: list[str] = []  # the groups changed, in order (see `changes_since`)
+        self._changes_base = 0
         for c in candidates:
             self.add(c, (reasons or {}).get(c.id, ""))
 
@@ -48,6 +51,25 @@ class WaitingQueue:
     def grouped(self) -> dict[str, dict[str, list[Candidate]]]:
         """group -> user -> requests in `within_user` order (the queue's own lists: read, never change)."""
         return self._groups
+
+    def _changed(self, group: str) -> None:
+        self._changes.append(group)
+        if len(self._changes) > 10_000:  # nobody followed them for long: start again
+            self._changes_base += len(self._changes)
+            self._changes = []
+
+    def change_mark(self) -> int:
+        return self._changes_base + len(self._changes)
+
+    def changes_since(self, mark: int) -> list[str] | None:
+        """The groups changed since `change_mark()` said `mark` (None: too long ago to say)."""
+        if mark < self._changes_base:
+            return None
+        return self._changes[mark - self._changes_base:]
+
+    def group_version(self, group: str) -> int:
+        """Changes to a group's requests so far (what was worked out of the group holds until it moves)."""
+        return self._group_versions[group]
 
     def slices_of(self, group: str, user: str) -> Counter:
         """How many of each slice the user has queued in this group."""
@@ -80,6 +102,8 @@ class WaitingQueue:
         self._reasons[c.id] = reason
         self._fresh.add(c.id)
         self.version += 1
+        self._group_versions[c.group] += 1
+        self._changed(c.group)
 
     def remove(self, cid: str) -> tuple[Candidate, str] | None:
         """Take a request out (admitted, cancelled); returns it with its reason, None if not queued."""
@@ -112,6 +136,8 @@ class WaitingQueue:
                 del self._other_than_jobs[(c.group, c.user)]
         self._fresh.discard(cid)
         self.version += 1
+        self._group_versions[c.group] += 1
+        self._changed(c.group)
         return c, self._reasons.pop(cid, "")
 
     def reason(self, cid: str) -> str:

@@ -5,6 +5,7 @@ from fractions import Fraction
 
 from astrago.hub.quota.cycle import Candidate, JobBounds, fair_order, fair_positions, plan_admissions
 from astrago.hub.quota.limits import QuotaLimits, Usage
+from astrago.hub.quota.positions import QueuePositions
 from astrago.hub.quota.waiting import WaitingQueue
 from astrago.spawners.inventory.static import inventory_from_cluster_spec
 from astrago.spawners.placement import Placer
@@ -116,3 +117,21 @@ def test_positions_by_sorting_are_the_fair_order_ties_included():
         order = fair_order(waiting, group_usage, user_usage, weights)
         assert fair_positions(waiting, group_usage, user_usage, weights) == {c.id: n for n, c in
                                                                               enumerate(order, start=1)}
+
+
+def test_positions_kept_per_group_as_requests_come_and_go():
+    rng = random.Random(21)
+    group_usage = {"g0": 0.5, "g1": 0.0, "g2": 2.0}
+    user_usage = {f"u{u}": rng.choice([0.0, 1.0, 3 / 7]) for u in range(6)}
+    weights = {"g1": 2.0}
+    queue = WaitingQueue()
+    positions = QueuePositions(queue, group_usage, user_usage, weights)
+    for i in range(150):
+        if len(queue) and rng.random() < 0.3:
+            queue.remove(rng.choice(sorted(c.id for c in queue)))
+        else:
+            queue.add(req(i, f"u{rng.randrange(6)}", f"g{rng.randrange(3)}", rng.choice(sorted(UNITS)),
+                          priority=rng.randrange(2)))
+        expected = fair_positions(queue, group_usage, user_usage, weights)
+        assert positions.all() == expected
+        assert {c.id: positions.position_of(c.id) for c in queue} == expected
