@@ -157,8 +157,9 @@ def test_invalid_specs_are_refused_with_problem_json(jobs_platform):
         ({"kind": "command", "command": "true", "gpus": 8}, 400, "invalid-request", "Unknown field"),
         ({"kind": "command", "command": "true", "parameters": {"1x": 2}}, 400, "invalid-request", "valid Python"),
         ({"kind": "wizardry"}, 400, "invalid-request", "kind must be"),
-        ({"kind": "command", "command": "torchrun train.py", "distributed": {"framework": "pytorch", "workers": 2}},
-         400, "invalid-request", "Distributed training runs only in cluster mode"),
+        # several replicas run here too (processes, each on its own slice); MPI needs the cluster's MPI Operator
+        ({"kind": "command", "command": "mpirun python train.py", "distributed": {"framework": "mpi", "workers": 2}},
+         400, "invalid-request", "MPI jobs run only in cluster mode"),
         ({"kind": "command", "command": "true", "slice": "9g.1tb"}, 422, "invalid-slice", ""),
         ({"kind": "command", "command": "true", "slice": "gpu-2"}, 409, "capacity-unavailable", "never be placed"),
     ]
