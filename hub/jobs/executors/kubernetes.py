@@ -38,7 +38,8 @@ class KubernetesExecutor(Executor):
     def __init__(self, settings, api_client=None, **kwargs):
         super().__init__(settings, **kwargs)
         self._api_client = api_client
-        self._followers: dict[str, asyncio.Task] = {}
+        self._followers: dict[tuple, asyncio.Task] = {}  # (marker, rank) -> the task copying that log
+        self._copied: set[tuple] = set()  # (marker, rank) whose pod's log was copied to its end
 
     async def api(self):
         if self._api_client is None:
@@ -143,7 +144,8 @@ class KubernetesExecutor(Executor):
         """Follow every replica's log (one task each, kept until the attempt ends)."""
         for rank in range(run.replicas):
             task = self._followers.get((run.marker, rank))
-            if task is None or task.done():
+            # a replica that ended before rank 0 has its whole log already: it is not read again
+            if (run.marker, rank) not in self._copied and (task is None or task.done()):
                 self._followers[(run.marker, rank)] = asyncio.get_running_loop().create_task(
                     self._stream_log(run, rank=rank))
 
@@ -203,6 +205,8 @@ class KubernetesExecutor(Executor):
                 finally:
                     os.close(fd)
                     response.release()
+                if pod.status.phase in ("Succeeded", "Failed"):
+                    self._copied.add((run.marker, rank))
                 return
             log.warning("the log of job %s (replica %d) could not be read after %d tries", run.id, rank, attempts)
         except asyncio.CancelledError:
@@ -277,6 +281,7 @@ class KubernetesExecutor(Executor):
     async def _drain(self, run: JobRun, timeout: float = 5.0) -> None:
         """Let the log followers copy what is left (a worker removed at the end stops its own)."""
         tasks = [self._followers.pop((run.marker, rank), None) for rank in range(run.replicas)]
+        self._copied.difference_update((run.marker, rank) for rank in range(run.replicas))
         for task in filter(None, tasks):
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
@@ -300,6 +305,7 @@ class KubernetesExecutor(Executor):
         except ApiException as exc:
             if exc.status != 404:
                 raise ExecutorError(f"Kubernetes refused to delete the job: {exc.status} {exc.reason}") from None
+        self._copied.difference_update((run.marker, rank) for rank in range(run.replicas))
         for rank in range(run.replicas):
             task = self._followers.pop((run.marker, rank), None)
             if task is not None:
