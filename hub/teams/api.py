@@ -184,14 +184,20 @@ class DatasetListHandler(TeamsHandler):
         self.write_json(made, status=201)
 
 
+#: the largest version number a dataset can have (a signed 32-bit column)
+MAX_VERSION = 2 ** 31 - 1
+
+
 class DatasetHandler(TeamsHandler):
     async def lookup(self, name: str, version: str, action: str):
         team = self.get_argument("team", None) or None
-        try:
-            found = await self.datasets.find(name, int(version), team, self.caller_name, await self.my_teams(),
-                                         everything=self.is_admin)
-        except TeamsRefused as exc:
-            await self.refused(exc, action, f"{name}:{version}")
+        found = None
+        if int(version) <= MAX_VERSION:  # a larger number names no version (and fits no database integer)
+            try:
+                found = await self.datasets.find(name, int(version), team, self.caller_name, await self.my_teams(),
+                                             everything=self.is_admin)
+            except TeamsRefused as exc:
+                await self.refused(exc, action, f"{name}:{version}")
         if found is None:
             if team and not self.is_admin and team not in await self.my_teams() and await self.spaces.team(team):
                 await self.refuse("forbidden", f"You are not a member of the team {team}.", action, team)

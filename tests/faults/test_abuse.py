@@ -64,6 +64,16 @@ def test_operation_ids_are_unique_and_a_405_names_the_allowed_methods(fp):
     assert header["required"] is False and "412" in doc["paths"]["/api/uploads/"]["post"]["responses"]
 
 
+def test_a_dataset_version_beyond_any_integer_is_not_found_not_a_500(fp):
+    """Found by the schema fuzzing: a 20-digit version overflowed the database's integer."""
+    u = User(fp, "bigver")
+    for method in ("GET", "DELETE"):
+        r = requests.request(method, fp.service_url + "api/datasets/imagenet/10000000000000000000",
+                             headers=u.headers, timeout=30)
+        assert r.status_code == 404, (method, r.status_code, r.text[:300])
+        assert "There is no dataset imagenet:10000000000000000000" in _problem(r)["detail"]
+
+
 # -- defect 2: no user floods the machine -------------------------------------------------
 
 def test_a_flood_of_jobs_from_two_users_is_bounded_and_refusals_name_the_limit(fp):
