@@ -162,7 +162,16 @@ def _baseline_registry(text: str):
     return registry, sum(len(f.samples) for f in families)
 
 
-def _monitor(db, desk, readings):
+def _idle_tracks(desk, count: int = 500) -> dict:
+    """Reclaim tracks of `count` held slices, idle for 10 minutes."""
+    from astrago.hub.monitor.reclaim.rules import Track
+
+    now = time.time()
+    held = [a for s in desk.device_layout() for a in (*(i.holder for i in s.instances), *s.holders) if a]
+    return {aid: Track(aid, "", "", "", idle_since=now - 600.0) for aid in held[:count]}
+
+
+def _monitor(db, desk, readings, tracks: dict):
     """The monitor area's Monitor over the areas' real providers, its collector replaying `readings`."""
     from types import SimpleNamespace
 
@@ -171,7 +180,6 @@ def _monitor(db, desk, readings):
     from astrago.hub.monitor.config import MonitorConfig
     from astrago.hub.monitor.monitor import Monitor
     from astrago.hub.monitor.readings import CollectorResult
-    from astrago.hub.monitor.reclaim.rules import Track
     from astrago.hub.quota.accounting import LedgerReader
     from astrago.hub.service.contract import AreaContext
     from astrago.hub.service.interfaces import AccountingReader, AdmissionLedger, JobsReader, MetricsSource
@@ -202,9 +210,7 @@ def _monitor(db, desk, readings):
     context.provide(MetricsSource, uploads.registry)
     monitor = Monitor(context, MonitorConfig(), collectors=[Replay(), Hub()])
     monitor.policy = monitor.defaults
-    now = time.time()
-    held = [a for s in desk.device_layout() for a in (*(i.holder for i in s.instances), *s.holders) if a]
-    monitor.tracks = {aid: Track(aid, "", "", "", idle_since=now - 600.0) for aid in held[:500]}
+    monitor.tracks = dict(tracks)
     return monitor
 
 
@@ -243,7 +249,8 @@ def run(users: int, slices: int, jobs: int, runs: int) -> dict:
             return out
 
         async def measure() -> dict:
-            monitor = _monitor(db, desk, readings)
+            tracks = _idle_tracks(desk)
+            monitor = _monitor(db, desk, readings, tracks)
             await monitor.collect()
             text = (await monitor.metrics_document()).decode()  # the first scrape: no round yet
             registry, series = _baseline_registry(text)
@@ -251,7 +258,7 @@ def run(users: int, slices: int, jobs: int, runs: int) -> dict:
             gc.freeze()  # what lives on (world, registry), as the service freezes what it built at start-up
 
             async def cold_scrape():
-                fresh = _monitor(db, desk, readings)
+                fresh = _monitor(db, desk, readings, tracks)
                 fresh.results = monitor.results
                 await fresh.metrics_document()
 

@@ -30,6 +30,8 @@ def _esc(value) -> str:
 
 def _num(v) -> str:
     """A sample value as the document has always written it: integers without a point."""
+    if type(v) is float and v - v == 0.0:  # finite: the common case first
+        return repr(v)
     if v is True:
         return "1"
     if v is False:
