@@ -55,9 +55,12 @@ class AdmissionsHandler(QuotaHandler):
         priority = body.get("priority", 0)
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise Problem("invalid-request", "priority must be a whole number.")
+        replicas = body.get("replicas", 1)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 1:
+            raise Problem("invalid-request", "replicas must be a whole number of 1 or more.")
         req = AdmissionRequest(owner_kind=owner["kind"], owner_id=str(owner["id"]), user=body["user"], groups=groups,
                                slice=body["slice"], cpu=_float(body, "cpu"), memory_gib=_float(body, "memory_gib"),
-                               client_key=str(body.get("client_key") or ""), priority=priority)
+                               client_key=str(body.get("client_key") or ""), priority=priority, replicas=replicas)
         try:
             outcome = await self.db.run(self.desk.admit, req)
         except AdmissionError as exc:

@@ -16,6 +16,7 @@ from typing import Iterator, Mapping
 from astrago.spawners.placement import Placer
 
 from .limits import DEFAULT_RUNNING_JOBS, QuotaLimits, Request, Usage, check
+from .placements import place_gang
 
 UNLIMITED = QuotaLimits()
 
@@ -39,6 +40,9 @@ class Candidate:
     memory_gib: Fraction = Fraction(0)
     kind: str = "workspace"  # workspace | job
     groups: tuple = ()  # the user's groups when asked (their quotas apply)
+    #: a gang: this many replicas, each on a `slice` of its own, placed all or none; `units`, `cpu`
+    #: and `memory_gib` are the sum over the replicas
+    replicas: int = 1
     gpu: float = field(init=False, repr=False, compare=False)  # float(units), what the fair order charges
 
     def __post_init__(self):
@@ -223,7 +227,7 @@ class _Held:
         self.cpu += c.cpu
         self.memory_gib += c.memory_gib
         self.servers += 1
-        self.counts[c.slice] = self.counts.get(c.slice, 0) + 1
+        self.counts[c.slice] = self.counts.get(c.slice, 0) + c.replicas
 
 
 class Reasons(Mapping):
@@ -351,13 +355,13 @@ def plan_admissions(candidates, placer: Placer, *, group_usage: Mapping[str, flo
                 lim = limited[user] = None if lim is None or lim == UNLIMITED else lim
             if lim is not None:
                 cpu, mem = c.cpu, c.memory_gib  # ints hash fast, Fractions do not
-                key = (user, c.slice, cpu.numerator, cpu.denominator, mem.numerator, mem.denominator)
+                key = (user, c.slice, cpu.numerator, cpu.denominator, mem.numerator, mem.denominator, c.replicas)
                 why = over.get(key)
                 if why is None:
                     h = held.get(user)
                     if h is None:
                         h = held[user] = _Held(usage.get(user) or Usage())
-                    exceeded = check(lim, h.usage(), Request(c.slice, c.units, c.cpu, c.memory_gib))
+                    exceeded = check(lim, h.usage(), Request(c.slice, c.units, c.cpu, c.memory_gib, c.replicas))
                     if exceeded:
                         why = over[key] = "over quota: " + " ".join(o.sentence() for o in exceeded)
             if why is None and jobs is not None and c.kind == "job":
@@ -379,10 +383,11 @@ def plan_admissions(candidates, placer: Placer, *, group_usage: Mapping[str, flo
                     if bound:
                         why = f"waiting: {bound}"
             if why is None:
-                placement = placer.place(c.id, c.slice)
+                placement = place_gang(placer, c.id, c.slice, c.replicas)
                 if placement is None:
                     why = f"waiting: {placer.last_refusal or 'no capacity'}"
-                    slices.mark_full(c.slice, why)
+                    if c.replicas == 1:  # a gang that does not fit says nothing of one slice
+                        slices.mark_full(c.slice, why)
                 else:
                     admitted.append((c.id, placement))
                     if lim is not None:

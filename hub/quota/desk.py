@@ -12,6 +12,7 @@ one service process, as DESIGN.md says).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from fractions import Fraction
 from typing import Mapping
@@ -30,7 +31,9 @@ from .cycle import ADMISSION_CHARGE_HOURS, Candidate, JobBounds, plan_admissions
 from .fit import SliceFit
 from .limits import QuotaLimits, Request, Usage, check, queued_jobs_limit, running_jobs_limit
 from .models import Allocation
-from .placements import placement_to_dict
+from .fit import GANG_LIMIT
+from .placements import (MEMBER_SEPARATOR, allocation_of, place_gang, placed_to_dict, release_gang,
+                         restore_gang)
 from .positions import QueuePositions
 from .waiting import WaitingQueue
 
@@ -83,7 +86,7 @@ class AdmissionDesk:
         lost = []
         for alloc in session.scalars(select(Allocation).where(Allocation.status == "admitted")
                                      .order_by(Allocation.admitted_at)):
-            if not self.placer.restore(alloc.id, alloc.slice, alloc.placement):
+            if not restore_gang(self.placer, alloc.id, alloc.slice, alloc.placement or {}, alloc.replicas or 1):
                 alloc.status = "released"
                 alloc.released_at = store.from_ts(time.time())
                 alloc.reason = "its devices are no longer in the inventory"
@@ -121,11 +124,17 @@ class AdmissionDesk:
             existing = store.by_client_key(session, req.client_key)
             if existing is not None:
                 return AdmissionOutcome(self.describe(session, existing), created=False)
+        replicas = req.replicas or 1
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= GANG_LIMIT:
+            raise AdmissionError("invalid-request", f"replicas must be a whole number from 1 to {GANG_LIMIT}.")
         units = self.units_and_fit(req.slice)
+        self.fit.check_gang(req.slice, replicas)
         self._quota_book.refresh(session)
         limits = self._quota_book.limits(req.user, req.groups)
         now = time.time()
-        request = Request(req.slice, units, store.amount(req.cpu), store.amount(req.memory_gib))
+        # a gang is charged per replica's slice: its units, cpu and memory summed, `replicas` slices
+        request = Request(req.slice, units * replicas, store.amount(req.cpu) * replicas,
+                          store.amount(req.memory_gib) * replicas, replicas)
         over = check(limits, usage.usage(req.user, now, with_hours=limits.gpu_hours is not None), request)
         if over and req.wait_over_quota and not check(limits, Usage(), request):
             over_now, over = over, []  # fits the quota once what the user holds is released: wait
@@ -143,20 +152,21 @@ class AdmissionDesk:
         weights = {g: self._quota_book.weights[g] for g in req.groups if g in self._quota_book.weights}
         alloc = store.new_allocation(
             session, owner_kind=req.owner_kind, owner_id=req.owner_id, user=req.user, groups=req.groups,
-            accounting_group=fairshare.accounting_group(req.groups, weights), slice_name=req.slice, units=units,
-            cpu=req.cpu, memory_gib=req.memory_gib, priority=req.priority, client_key=req.client_key, at=now)
+            accounting_group=fairshare.accounting_group(req.groups, weights), slice_name=req.slice,
+            units=request.gpu_units, cpu=req.cpu * replicas, memory_gib=req.memory_gib * replicas,
+            priority=req.priority, client_key=req.client_key, at=now, replicas=replicas)
         why = ""
         if over_now:
             why = "over quota: " + " ".join(o.sentence() for o in over_now)
         elif req.owner_kind == "job":
             bound = self._job_bounds(usage, {req.user: limits}).refusal(req.user, request.cpu, request.memory_gib)
             why = f"waiting: {bound}" if bound else ""
-        placement = None if why else self.placer.place(alloc.id, req.slice)
+        placement = None if why else place_gang(self.placer, alloc.id, req.slice, replicas)
         if placement is not None:
-            journal.record(session, lambda: self.placer.release(alloc.id))
+            journal.record(session, lambda: release_gang(self.placer, alloc.id, replicas))
             alloc.status = "admitted"
             alloc.admitted_at = alloc.created_at
-            alloc.placement = placement_to_dict(placement)
+            alloc.placement = placed_to_dict(placement)
             session.flush()
             journal.record(session, usage.hold(store.held_of(alloc), now))
         else:
@@ -182,9 +192,10 @@ class AdmissionDesk:
             alloc.released_at = store.from_ts(now)
             alloc.reason = reason
             if was_admitted:
-                held_where = dict(alloc.placement or {})
-                if self.placer.release(alloc.id) is not None:
-                    journal.record(session, lambda: self.placer.restore(alloc.id, alloc.slice, held_where))
+                held_where, replicas = dict(alloc.placement or {}), alloc.replicas or 1
+                if release_gang(self.placer, alloc.id, replicas):
+                    journal.record(session, lambda: restore_gang(self.placer, alloc.id, alloc.slice, held_where,
+                                                                 replicas))
                 journal.record(session, usage.release(alloc.id, now))
                 if schedule:
                     admitted = self.schedule(session)
@@ -206,9 +217,10 @@ class AdmissionDesk:
         limits = _LazyLimits(self._quota_book, queue)
         result = plan_admissions(queue, self.placer, **self._order_inputs(queue, usage, now), limits=limits,
                                  usage=_LazyUsage(usage, now), jobs=self._job_bounds(usage, limits))
-        for alloc_id, _placement in result.admitted:
-            journal.record(session, lambda a=alloc_id: self.placer.release(a))
-        admitted = [(alloc_id, placement_to_dict(placement)) for alloc_id, placement in result.admitted]
+        for alloc_id, placed in result.admitted:
+            replicas = len(placed) if isinstance(placed, list) else 1
+            journal.record(session, lambda a=alloc_id, n=replicas: release_gang(self.placer, a, n))
+        admitted = [(alloc_id, placed_to_dict(placed)) for alloc_id, placed in result.admitted]
         store.mark_admitted(session, admitted, now)
         for alloc_id, _where in admitted:
             c = self._dequeue(session, queue, alloc_id)
@@ -290,7 +302,9 @@ class AdmissionDesk:
         self.job_capacity = (Fraction(cpu).limit_denominator(1000), Fraction(memory_gib).limit_denominator(1000))
 
     def device_layout(self) -> list:
-        return self.placer.snapshot()
+        """The placer's snapshot, each holder named by its allocation (a gang's replicas are held
+        on the placer as `<allocation id>#<rank>`)."""
+        return [_holders_by_allocation(gpu) for gpu in self.placer.snapshot()]
 
     def replace_inventory(self, session: Session, inventory: ClusterInventory, *, drained=None, node_objects=None,
                           pods=None):
@@ -340,7 +354,17 @@ class AdmissionDesk:
 
 
 def _held(c: Candidate, now: float) -> usage_ledger.Held:
-    return usage_ledger.Held(c.id, c.user, c.group, c.slice, c.units, c.cpu, c.memory_gib, c.kind, now)
+    return usage_ledger.Held(c.id, c.user, c.group, c.slice, c.units, c.cpu, c.memory_gib, c.kind, now, c.replicas)
+
+
+def _holders_by_allocation(gpu):
+    if not any(MEMBER_SEPARATOR in h for h in gpu.holders) and \
+            not any(MEMBER_SEPARATOR in (i.holder or "") for i in gpu.instances):
+        return gpu
+    return dataclasses.replace(
+        gpu, holders=tuple(allocation_of(h) for h in gpu.holders),
+        instances=tuple(dataclasses.replace(i, holder=allocation_of(i.holder) if i.holder else None)
+                        for i in gpu.instances))
 
 
 def _record(a: Allocation) -> AllocationRecord:

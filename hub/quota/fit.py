@@ -8,6 +8,21 @@ from astrago.spawners import slices
 from ..service.interfaces.admission import AdmissionError
 
 
+#: the most replicas a gang may ask for (the jobs area bounds it lower)
+GANG_LIMIT = 65
+
+
+def most_at_once(inventory, slice_name: str, limit: int) -> int:
+    """How many of `slice_name` an empty `inventory` holds at once, up to `limit` (pure)."""
+    from astrago.spawners.placement import Placer
+
+    placer = Placer(inventory)
+    for n in range(limit):
+        if placer.place(f"fit-{n}", slice_name) is None:
+            return n
+    return limit
+
+
 class SliceFit:
     """GPU units of a slice on `inventory`, or the AdmissionError saying why it never fits.
     Cached per slice name: an inventory does not change (a new one gets a new SliceFit)."""
@@ -28,6 +43,18 @@ class SliceFit:
         if isinstance(cached, AdmissionError):
             raise AdmissionError(cached.kind, cached.detail, cached.extra)
         return cached
+
+    def check_gang(self, slice_name: str, replicas: int) -> None:
+        """AdmissionError capacity-unavailable when `replicas` of the slice never fit here at once."""
+        if replicas <= 1 or slices.parse_slice(slice_name).kind == "cpu":
+            return
+        most = self._cache.get(("at once", slice_name))
+        if most is None:
+            most = self._cache[("at once", slice_name)] = most_at_once(self.inventory, slice_name, GANG_LIMIT)
+        if most < replicas:
+            raise AdmissionError("capacity-unavailable",
+                                 f"{replicas} replicas on {slice_name} can never run here at once: at most {most} "
+                                 f"{slice_name} slices exist together.", {"most": most})
 
     def _units(self, slice_name: str) -> Fraction:
         try:

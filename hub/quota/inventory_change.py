@@ -17,7 +17,7 @@ from astrago.spawners.placement import Placer
 
 from ..service.interfaces.admission import CLUSTER_HOLDER, DRAIN_HOLDER, InventoryRebuild
 from .models import Allocation
-from .placements import placement_to_dict
+from .placements import place_gang, placed_to_dict, restore_gang
 
 log = logging.getLogger("astrago.quota")
 
@@ -63,19 +63,21 @@ def replace_inventory(session, desk, inventory: ClusterInventory, *, drained: di
                                .order_by(Allocation.admitted_at)).all()
     nodes = {n.name for n in inventory.nodes}
     for alloc in admitted:
-        held = alloc.placement or {}
-        if placer.restore(alloc.id, alloc.slice, held):
+        held, replicas = alloc.placement or {}, alloc.replicas or 1
+        if restore_gang(placer, alloc.id, alloc.slice, held, replicas):
             report.restored += 1
             continue
         placement = None
-        if held.get("node") in nodes:
+        if held.get("node") in nodes and replicas == 1:
             placement = placer.place(alloc.id, alloc.slice, model=held.get("model"), node=held.get("node"))
         if placement is None:
-            placement = placer.place(alloc.id, alloc.slice, model=held.get("model"))
+            placement = place_gang(placer, alloc.id, alloc.slice, replicas, model=held.get("model"))
+        if placement is None and replicas > 1:  # its replicas may go to any model now
+            placement = place_gang(placer, alloc.id, alloc.slice, replicas)
         if placement is None:
             report.unplaced.append(alloc.id)
             continue
-        alloc.placement = placement_to_dict(placement)
+        alloc.placement = placed_to_dict(placement)
         report.moved.append(alloc.id)
     hold_drained(placer, drained or {})
     if pods is not None:

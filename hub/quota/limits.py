@@ -184,6 +184,7 @@ class Request:
     gpu_units: Fraction
     cpu: Fraction = Fraction(0)
     memory_gib: Fraction = Fraction(0)
+    count: int = 1  # slices of `slice_name` (a gang's replicas); the units, cpu and memory are their sum
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ def check(limits: QuotaLimits, usage: Usage, request: Request) -> list[Exceeded]
         return over
     cap = limits.profile_caps.get(request.slice_name)
     if cap is not None:
-        consider(f"slice:{request.slice_name}", cap, usage.profile_counts.get(request.slice_name, 0), 1)
+        consider(f"slice:{request.slice_name}", cap, usage.profile_counts.get(request.slice_name, 0), request.count)
     return over
 
 

@@ -42,6 +42,9 @@ class Allocation(Base):
     cpu: Mapped[float] = mapped_column(Float, default=0.0)
     memory_gib: Mapped[float] = mapped_column(Float, default=0.0)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # a gang: this many replicas, each on its own `slice`, admitted all or none; units, cpu and
+    # memory are their sum, and `placement["replicas"]` lists each replica's devices
+    replicas: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[str] = mapped_column(String(16), index=True)  # queued | admitted | released | cancelled
     reason: Mapped[str] = mapped_column(Text, default="")
     placement: Mapped[dict] = mapped_column(JSON, default=dict)

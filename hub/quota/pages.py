@@ -92,7 +92,7 @@ class AdminAllocationsPage(QuotaPage):
             return [self.desk.describe(session, a) for a in rows]
 
         allocations = await self.db.run(fetch)
-        gpus = self.desk.placer.snapshot()
+        gpus = self.desk.device_layout()  # holders named by allocation (a gang's replicas too)
         self.render_page("admin_allocations.html", active="allocations", allocations=allocations, gpus=gpus,
                          inventory_note=self.area.inventory_note)
 

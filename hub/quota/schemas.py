@@ -72,12 +72,15 @@ QUOTA_SCHEMAS = {
             "cpu": {"type": "number", "minimum": 0}, "memory_gib": {"type": "number", "minimum": 0},
             "client_key": {"type": "string", "description": "idempotency key: a retry never allocates twice"},
             "priority": {"type": "integer"},
+            "replicas": {"type": "integer", "minimum": 1, "maximum": 65,
+                         "description": "a gang: that many slices, each for one replica, admitted all or none"},
         },
     },
     "Allocation": {
         "type": "object",
         "required": ["id", "client_key", "status", "owner", "user", "groups", "slice", "gpu_units", "gpu_units_exact",
-                     "cpu", "memory_gib", "placement", "reason", "created_at", "admitted_at", "released_at"],
+                     "cpu", "memory_gib", "replicas", "placement", "reason", "created_at", "admitted_at",
+                     "released_at"],
         "properties": {
             "id": {"type": "string"}, "client_key": {"type": "string"},
             "status": {"enum": ["queued", "admitted", "released", "cancelled"]},
@@ -87,8 +90,11 @@ QUOTA_SCHEMAS = {
             "slice": {"type": "string"}, "gpu_units": {"type": "number"},
             "gpu_units_exact": {"type": "string", "examples": ["3/7"]},
             "cpu": {"type": "number"}, "memory_gib": {"type": "number"},
+            "replicas": {"type": "integer", "minimum": 1, "description": "a gang's replicas, each on its own "
+                         "slice (gpu_units, cpu and memory_gib are their sum)"},
             "placement": {"type": "object", "description": "node, model, gpu_uuids, mig_instance_uuids, "
-                          "visible_devices, ... (empty until admitted)"},
+                          "visible_devices, ... (empty until admitted); a gang's: each replica's under "
+                          "`replicas`, the first's also at the top"},
             "reason": {"type": "string"}, "created_at": {"type": "string"},
             "admitted_at": _NULLABLE_STRING, "released_at": _NULLABLE_STRING,
             "position": {"type": ["integer", "null"], "description": "queued only: 1 = next"},

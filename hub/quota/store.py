@@ -55,12 +55,12 @@ def by_client_key(session: Session, client_key: str) -> Allocation | None:
 
 def new_allocation(session: Session, *, owner_kind: str, owner_id: str, user: str, groups, accounting_group: str,
                    slice_name: str, units: Fraction, cpu: float, memory_gib: float, priority: int,
-                   client_key: str, at: float) -> Allocation:
+                   client_key: str, at: float, replicas: int = 1) -> Allocation:
     alloc = Allocation(
         id=str(uuid.uuid4()), client_key=client_key or str(uuid.uuid4()), owner_kind=owner_kind, owner_id=owner_id,
         user=user, groups=sorted(groups), accounting_group=accounting_group, slice=slice_name,
         units_num=units.numerator, units_den=units.denominator, cpu=cpu, memory_gib=memory_gib, priority=priority,
-        status="queued", reason="", placement={}, created_at=from_ts(at))
+        replicas=replicas, status="queued", reason="", placement={}, created_at=from_ts(at))
     session.add(alloc)
     return alloc
 
@@ -69,23 +69,24 @@ def candidate_of(a) -> Candidate:
     """A queued allocation (an ORM object or a `_QUEUED_COLUMNS` row) as a cycle sees it."""
     return Candidate(a.id, a.user, a.accounting_group, to_ts(a.created_at), a.priority, a.slice,
                      units_of(a.units_num, a.units_den), amount(a.cpu), amount(a.memory_gib),
-                     a.owner_kind or "workspace", tuple(a.groups or ()))
+                     a.owner_kind or "workspace", tuple(a.groups or ()), a.replicas or 1)
 
 
 def held_of(a) -> Held:
     """An admitted allocation (ORM object or row) as usage sees it."""
     return Held(a.id, a.user, a.accounting_group or "", a.slice, units_of(a.units_num, a.units_den),
-                amount(a.cpu), amount(a.memory_gib), a.owner_kind or "workspace", to_ts(a.admitted_at))
+                amount(a.cpu), amount(a.memory_gib), a.owner_kind or "workspace", to_ts(a.admitted_at),
+                a.replicas or 1)
 
 
 _QUEUED_COLUMNS = (Allocation.id, Allocation.user, Allocation.accounting_group, Allocation.created_at,
                    Allocation.priority, Allocation.slice, Allocation.units_num, Allocation.units_den,
                    Allocation.cpu, Allocation.memory_gib, Allocation.groups, Allocation.reason,
-                   Allocation.owner_kind)
+                   Allocation.owner_kind, Allocation.replicas)
 
 _HELD_COLUMNS = (Allocation.id, Allocation.user, Allocation.accounting_group, Allocation.slice, Allocation.units_num,
                  Allocation.units_den, Allocation.cpu, Allocation.memory_gib, Allocation.owner_kind,
-                 Allocation.admitted_at)
+                 Allocation.admitted_at, Allocation.replicas)
 
 
 def queued(session: Session) -> list[tuple[Candidate, str]]:
@@ -137,7 +138,8 @@ def describe(alloc: Allocation) -> dict:
         "owner": {"kind": alloc.owner_kind, "id": alloc.owner_id}, "user": alloc.user, "groups": alloc.groups,
         "slice": alloc.slice, "gpu_units": float(Fraction(alloc.units_num, alloc.units_den)),
         "gpu_units_exact": f"{alloc.units_num}/{alloc.units_den}", "cpu": alloc.cpu,
-        "memory_gib": alloc.memory_gib, "placement": alloc.placement, "reason": alloc.reason,
+        "memory_gib": alloc.memory_gib, "replicas": alloc.replicas or 1, "placement": alloc.placement,
+        "reason": alloc.reason,
         "created_at": alloc.created_at.isoformat() + "Z",
         "admitted_at": alloc.admitted_at.isoformat() + "Z" if alloc.admitted_at else None,
         "released_at": alloc.released_at.isoformat() + "Z" if alloc.released_at else None,

@@ -74,6 +74,7 @@ class Held:
     memory_gib: Fraction
     kind: str  # workspace | job
     start: float  # admitted at (unix seconds)
+    replicas: int = 1  # slices of `slice` held (a gang); units, cpu and memory are their sum
 
 
 class Decayed:
@@ -114,7 +115,7 @@ class _Holding:
         self.units += sign * h.units
         self.cpu += sign * h.cpu
         self.memory_gib += sign * h.memory_gib
-        n = self.counts.get(h.slice, 0) + sign
+        n = self.counts.get(h.slice, 0) + sign * h.replicas
         if n:
             self.counts[h.slice] = n
         else:
