@@ -1,6 +1,6 @@
 """AstraGo's notebook magics: batch jobs from a cell.
 
-    %%job [--slice 1g.10gb] [--name N] [--cpu 4] [--mem 16G] [--param k=v ...] [--replicas 2] [--follow]
+    %%job [--slice 1g.10gb] [--env torch] [--name N] [--cpu 4] [--mem 16G] [--param k=v ...] [--replicas 2] [--follow]
     %job run train.ipynb -p lr 0.1 [--slice ...] [--follow]
     %job run --command "python train.py" [--slice ...]
     %job logs ID [--follow]
@@ -51,6 +51,8 @@ def _resources(p):
     p.add_argument("--kind", "--framework", dest="framework", choices=("pytorch", "mpi"), default=None,
                    help="pytorch (default) or mpi (cluster mode)")
     p.add_argument("--follow", "-f", action="store_true", help="print the log until the job ends")
+    p.add_argument("--env", dest="environment", default=None,
+                   help="the environment to run in (default: this server's, $ASTRAGO_ENVIRONMENT)")
 
 
 def _cell_parser():
@@ -119,7 +121,8 @@ class JobMagics(Magics):
 
         return {"slice": args.slice, "name": args.name, "cpu": args.cpu, "memory": args.memory,
                 "priority": args.priority, "max_runtime": args.max_runtime, "retries": args.retries,
-                "workdir": os.getcwd(), **distributed_fields(args.replicas, args.framework)}
+                "workdir": os.getcwd(), **distributed_fields(args.replicas, args.framework),
+                "environment": args.environment or os.environ.get("ASTRAGO_ENVIRONMENT")}
 
     def _submitted(self, client, job, follow: bool):
         from astrago.hub.client.jobs import describe

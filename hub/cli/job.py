@@ -29,7 +29,9 @@ def add_parser(sub):
     s.add_argument("--max-runtime", help="stop it after this long, like 2h")
     s.add_argument("--retries", type=int, help="re-runs after a failure (0..10)")
     s.add_argument("--workdir", help="working directory on the server")
-    s.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="an environment variable")
+    s.add_argument("--env", action="append", default=[], metavar="ENVIRONMENT | NAME=VALUE",
+                   help="the environment to run in, as on the spawn page (default: base); NAME=VALUE: an environment "
+                   "variable (repeatable)")
     s.add_argument("--image", help="container image (cluster mode)")
     s.add_argument("--replicas", type=int, help="processes of a distributed job, each on its own slice, admitted "
                    "all or none (cluster mode: pods; here: torchrun-style processes with RANK, WORLD_SIZE, ...)")
@@ -90,15 +92,18 @@ def submit(args) -> int:
 
     if bool(args.file) == bool(args.command):
         raise AstraGoError("Give a notebook or script file, or --command (one of them).")
-    env = {}
+    env, environment = {}, None
     for pair in args.env:
         key, sep, value = pair.partition("=")
-        if not sep:
-            raise AstraGoError(f"--env takes NAME=VALUE, not {pair!r}.")
+        if not sep:  # a name: the environment (astrago env list shows yours)
+            if environment not in (None, pair):
+                raise AstraGoError(f"A job runs in one environment: --env {environment} or --env {pair}, not both.")
+            environment = pair
+            continue
         env[key] = value
     spec = {"name": args.name, "slice": args.slice, "cpu": args.cpu, "memory": args.memory,
             "priority": args.priority, "max_runtime": args.max_runtime, "retries": args.retries,
-            "workdir": args.workdir, "image": args.image, "env": env or None,
+            "workdir": args.workdir, "image": args.image, "env": env or None, "environment": environment,
             "parameters": parse_params(args.param) or None, **distributed_fields(args.replicas, args.framework)}
     if args.command:
         spec.update(kind="command", command=args.command)

@@ -19,12 +19,13 @@ from .. import scopes
 from ..service.base import APIHandler
 from ..service.declare import needs_scope, operation
 from ..service.interfaces.admission import AdmissionError
+from ..service.interfaces.environments import EnvironmentRefused
 from ..service.problems import Problem
 from . import logs, states, store
 from .model import Job
 from .scheduler import JobConflict, limit_s
 from .schemas import JOB_EVENTS, JOB_LOG
-from .spec import SpecError, parse_job_spec
+from .spec import ENVIRONMENT_PREFIX_VAR, ENVIRONMENT_VAR, SpecError, parse_job_spec
 
 log = logging.getLogger("astrago.jobs")
 #: any name: one that is no job answers "There is no job ..." (not "no API")
@@ -118,6 +119,8 @@ class JobCollectionHandler(JobsHandler):
         groups = await self.groups_of(me)
         if spec.datasets:  # read-only datasets: their paths as ASTRAGO_DATASET_<NAME> (the teams area's catalog)
             spec = await self._attach_datasets(spec, me, groups)
+        if spec.environment:  # its Python (one machine) or image (a cluster), if the owner's teams allow it
+            spec = await self._in_environment(spec, me, groups)
 
         def submit(session):
             existing = store.find_by_key(session, me, client_key)
@@ -153,6 +156,24 @@ class JobCollectionHandler(JobsHandler):
             raise Problem("not-found" if isinstance(exc, LookupError) else "invalid-request", str(exc),
                           extra={"field": "datasets"}) from None
         return dataclasses.replace(spec, env={**spec.env, **env})
+
+    async def _in_environment(self, spec, me: str, groups: list[str]):
+        catalog = self.area.environment_catalog()
+        try:
+            if catalog is None:
+                raise EnvironmentRefused("invalid-request", "Environments need the environments area, which this "
+                                         "service does not run.")
+            record = catalog.usable_by(spec.environment, me, groups)
+            if record.image and spec.image and spec.image != record.image:
+                raise EnvironmentRefused("invalid-request", f"Give an image or an environment, not both (the "
+                                         f"environment {record.name} is the image {record.image}).")
+        except EnvironmentRefused as exc:
+            await self.audit("job.submit", "denied", target=me, reason=exc.detail)
+            raise Problem(exc.kind, exc.detail, extra={"field": "environment"}) from None
+        env = {**spec.env, ENVIRONMENT_VAR: record.name}
+        if record.prefix:
+            env[ENVIRONMENT_PREFIX_VAR] = record.prefix
+        return dataclasses.replace(spec, env=env, image=record.image or spec.image)
 
     @operation("listJobs", "Jobs, newest first: one's own, or everyone's for AstraGo administrators",
                response="JobList", errors=(400, 401, 403),

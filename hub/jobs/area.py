@@ -4,6 +4,8 @@ It meets other areas only through interfaces (service/interfaces/):
 - needs `AdmissionLedger` (the quota area): every attempt of a job is one admission, asked,
   scheduled and released in the same transaction as the job's status change;
 - wants `DatasetCatalog` (the teams area): a spec's `datasets` refs become paths;
+- wants `EnvironmentCatalog` (the environments area): a spec's `environment` becomes its Python
+  (one machine) or its image (a cluster), when the owner's teams allow it;
 - provides `JobsReader` (job counts and durations, for the monitor area) and `DatasetUsage`
   (the jobs that attach a dataset, so the teams area keeps it while they run).
 
@@ -16,6 +18,7 @@ from traitlets import Type, default
 from .. import scopes
 from ..service.contract import AdminSection, Area, AreaContext, Route
 from ..service.interfaces.admission import AdmissionLedger
+from ..service.interfaces.environments import EnvironmentCatalog
 from ..service.interfaces.jobs import JobsReader
 from ..service.interfaces.teams import DatasetCatalog, DatasetUsage
 from . import api, definitions, page, store
@@ -30,7 +33,7 @@ from .spec import SpecError
 class JobsArea(Area):
     name = "jobs"
     needs = (AdmissionLedger,)
-    wants = (DatasetCatalog,)
+    wants = (DatasetCatalog, EnvironmentCatalog)
     provides = (JobsReader, DatasetUsage)
 
     executor_class = Type(klass=Executor, config=True,
@@ -70,6 +73,9 @@ class JobsArea(Area):
     def dataset_catalog(self) -> DatasetCatalog | None:
         # a want: its provider may be set up after this area, so it is looked up when used
         return self.context.want(DatasetCatalog)
+
+    def environment_catalog(self) -> EnvironmentCatalog | None:
+        return self.context.want(EnvironmentCatalog)
 
     async def active_jobs_using(self, paths) -> list[dict]:
         """DatasetUsage: the jobs that have not ended and attach one of these dataset paths."""

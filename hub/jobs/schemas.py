@@ -41,6 +41,10 @@ _SPEC = {
                      "description": "read-only datasets (the teams area's), as name:version or team/name:version; "
                      "each arrives as ASTRAGO_DATASET_<NAME> = its folder",
                      "examples": [["imagenet-mini:2"]]},
+        "environment": {"type": "string", "examples": ["torch"],
+                        "description": "the environment the job runs in (GET api/environments: those the "
+                        "owner's teams allow; default base, the shared one): its Python on one machine, its "
+                        "image in a cluster"},
         "replicas": {"type": "integer", "minimum": 1, "maximum": 65,
                      "description": "processes of the job, each on its own `slice` (MIG and MPS slices too), "
                      "admitted all or none and charged as that many slices; at most the installation's "

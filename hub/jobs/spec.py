@@ -31,12 +31,17 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(i?)[bB]?\s*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: what a job's process learns of its environment (set by the API from the environments area's catalogue)
+ENVIRONMENT_VAR = "ASTRAGO_ENVIRONMENT"
+ENVIRONMENT_PREFIX_VAR = "ASTRAGO_ENVIRONMENT_PREFIX"
 #: environment a job may not set: AstraGo and the GPU placement own these
 RESERVED_ENV = re.compile(r"^(ASTRAGO_.*|CUDA_VISIBLE_DEVICES|CUDA_MPS_.*|NVIDIA_VISIBLE_DEVICES|HOME|USER|"
                           r"LOGNAME|SHELL|JUPYTERHUB_.*|LD_PRELOAD|LD_LIBRARY_PATH|PYTHONPATH)$")
 FIELDS = {"name", "kind", "input", "code", "command", "parameters", "slice", "cpu", "memory", "memory_gib",
-          "image", "env", "priority", "max_runtime", "retries", "workdir", "distributed", "replicas", "datasets"}
+          "image", "env", "priority", "max_runtime", "retries", "workdir", "distributed", "replicas", "datasets",
+          "environment"}
 MAX_DATASETS = 20
+_ENVIRONMENT = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 _DATASET_REF = re.compile(r"^([a-z][a-z0-9-]{0,17}/)?[a-z0-9][a-z0-9._-]{0,62}:[1-9][0-9]*$")
 
 
@@ -68,6 +73,7 @@ class JobSpec:
     workdir: str = ""
     distributed: dict = field(default_factory=dict)  # {} or {"framework": "pytorch"|"mpi", "workers": N}
     datasets: tuple = ()  # "name:version" or "team/name:version", attached read-only (the teams area resolves them)
+    environment: str = ""  # the environments area's name ("": the shared one); the API resolves it
 
     @property
     def replicas(self) -> int:
@@ -80,7 +86,7 @@ class JobSpec:
                 "memory_gib": self.memory_gib, "image": self.image, "env": dict(self.env),
                 "priority": self.priority, "max_runtime": self.max_runtime_s, "retries": self.retries,
                 "workdir": self.workdir, "distributed": dict(self.distributed), "replicas": self.replicas,
-                "datasets": list(self.datasets)}
+                "datasets": list(self.datasets), "environment": self.environment}
 
 
 def replicas_of(distributed: dict | None) -> int:
@@ -317,11 +323,14 @@ def parse_job_spec(body: dict, *, home: str, cluster: bool = False, max_runtime_
                                     max_replicas=max_replicas)
 
     datasets = parse_dataset_refs(body.get("datasets"))
+    environment = body.get("environment") or ""
+    if not isinstance(environment, str) or not (environment == "" or _ENVIRONMENT.match(environment)):
+        raise SpecError("environment", f"{environment!r} is not an environment's name (like torch).")
 
     return JobSpec(kind=kind, name=name, slice=slice_name, input=input_path, code=code, command=command,
                    parameters=dict(parameters), cpu=cpu, memory_gib=memory_gib, image=image, env=dict(env),
                    priority=priority, max_runtime_s=max_runtime, retries=retries, workdir=workdir,
-                   distributed=distributed, datasets=datasets)
+                   distributed=distributed, datasets=datasets, environment=environment)
 
 
 def parse_dataset_refs(value) -> tuple:

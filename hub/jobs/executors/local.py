@@ -30,6 +30,7 @@ from astrago.spawners.local.accounts import AccountError, ensure_account, system
 from astrago.spawners.local.devices import env_for_placement
 
 from . import procs
+from ..spec import ENVIRONMENT_PREFIX_VAR, ENVIRONMENT_VAR
 from .base import Executor, ExecutorError, Exit, JobRun, Launch, notebook_output_path
 from ...service.interfaces.admission import replica_placements
 from .cgroups import JobCgroups, find_root
@@ -124,8 +125,11 @@ class LocalExecutor(Executor):
             raise ExecutorError("Refusing to run a job as root.")
         if os.geteuid() != 0 and account.pw_uid != os.geteuid():
             raise ExecutorError(f"AstraGo does not run as root here, so it cannot run jobs as {account.pw_name}.")
-        python = Path(self.settings.user_env_prefix) / "bin" / "python"
+        prefix = run.env.get(ENVIRONMENT_PREFIX_VAR) or self.settings.user_env_prefix  # the job's environment
+        python = Path(prefix) / "bin" / "python"
         if not python.exists():
+            if prefix != self.settings.user_env_prefix:
+                raise ExecutorError(f"The environment {run.env.get(ENVIRONMENT_VAR)} is gone ({python} is missing).")
             raise ExecutorError(f"{python} is missing: the users' environment is not set up (run 'make run').")
         now = datetime.now(timezone.utc)
         output = notebook_output_path(run.input, now) if run.kind == "notebook" else ""
@@ -146,7 +150,7 @@ class LocalExecutor(Executor):
         started = []
         try:
             for rank in range(run.replicas):
-                env = process_env(run, account, self.settings.user_env_prefix, extra=dict(self.settings.extra_env),
+                env = process_env(run, account, prefix, extra=dict(self.settings.extra_env),
                                   mps_pipe_dir=self.settings.mps_pipe_dir, mps_log_dir=self.settings.mps_log_dir,
                                   placement=placements[rank])
                 if run.replicas > 1:
