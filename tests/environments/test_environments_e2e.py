@@ -3,8 +3,9 @@ and kernels (each as the user's own system account), the `astrago` CLI and Chrom
 
 An admin builds an environment with one package (a wheel made here) for one team with `astrago env
 create`; a member of the team chooses it on the spawn page and their kernel imports the package, its
-sys.prefix the environment's; the refusals (non-admin create, bad name, unknown team, a user outside
-the team, delete while in use) are problem+json in plain words.
+sys.prefix the environment's; jobs run in it (`%%job` from that server, `astrago job submit --env`);
+the refusals (non-admin create, bad name, unknown team, a user outside the team, delete while in
+use) are problem+json in plain words.
 """
 from __future__ import annotations
 
@@ -190,6 +191,10 @@ def test_an_environment_is_built_chosen_on_the_spawn_page_and_its_package_import
                        "print(os.environ['ASTRAGO_ENVIRONMENT'])\nprint(six.__file__.startswith(sys.prefix))")
         assert out["error"] is None, out
         assert out["stdout"].splitlines() == [f"probe {name}", prefix, name, "False"], out
+        # %%job from this server runs in its environment (the magics load there too: the build's step 4)
+        out = run_code(p.url, member.name, member.token, "%%job --follow\nimport astrago_probe, sys\n"
+                       "print('MAGIC', astrago_probe.VALUE, sys.prefix)", timeout=240)
+        assert f"MAGIC probe {name} {prefix}\n" in out["stdout"] and "completed." in out["stdout"], out["stdout"]
 
         # deleting it while the member's server runs in it is refused
         body = problem(admin(p, "DELETE", f"environments/{name}"), 409, "conflict")
@@ -206,6 +211,19 @@ def test_an_environment_is_built_chosen_on_the_spawn_page_and_its_package_import
         admin_page.screenshot(path=str(artifacts / "environments-admin-page.png"), full_page=True)
     finally:
         admin_page.close()
+
+    # a job in it from the terminal: --env NAME chooses the environment, NAME=VALUE stays a variable
+    code = "import astrago_probe, os, sys; print('JOB', astrago_probe.VALUE, sys.prefix, os.environ['X'])"
+    job = subprocess.run([str(Path(sys.prefix) / "bin" / "astrago"), "job", "submit", "--env", name, "--env", "X=1",
+                          "--command", f'python -c "{code}"', "--follow"], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "ASTRAGO_SERVICE_URL": p.service_url,
+                                           "JUPYTERHUB_API_TOKEN": member.token})
+    assert job.returncode == 0 and f"JOB probe {name} {prefix} 1" in job.stdout, job.stdout + job.stderr
+    body = problem(outsider.api("POST", "jobs", json={"kind": "command", "command": "true", "environment": name}),
+                   403, "forbidden")
+    assert body["field"] == "environment" and f"is for the team(s) {team}" in body["detail"]
+    problem(member.api("POST", "jobs", json={"kind": "command", "command": "true", "environment": "nosuch"}), 404,
+            "not-found")
 
     assert admin(p, "DELETE", f"environments/{name}").status_code == 204
     assert not os.path.exists(prefix)

@@ -186,3 +186,19 @@ def test_the_cluster_profiles_offer_the_environments_as_a_profile_option():
                                                "default": True, "profile_options": {"environment": option}}]
     assert profile_list([choice], None) == [{"display_name": "CPU only", "slug": "cpu", "description": "No GPU.",
                                              "default": True}]
+
+
+def test_a_job_spec_names_its_environment():
+    from astrago.hub.jobs.spec import SpecError, parse_job_spec
+
+    spec = parse_job_spec({"kind": "command", "command": "python train.py", "environment": "torch"},
+                          home="/home/astrago-ana", cluster=False)
+    assert spec.environment == "torch"
+    assert parse_job_spec(spec.to_dict(), home="/home/astrago-ana", cluster=False) == spec  # a definition's spec
+    assert parse_job_spec({"kind": "command", "command": "true"}, home="/h", cluster=False).environment == ""
+    for bad in ("Torch", "../x", 3):
+        with pytest.raises(SpecError, match="is not an environment's name"):
+            parse_job_spec({"kind": "command", "command": "true", "environment": bad}, home="/h", cluster=False)
+    with pytest.raises(SpecError, match="cannot be overridden"):  # nobody points a job at another python
+        parse_job_spec({"kind": "command", "command": "true", "env": {"ASTRAGO_ENVIRONMENT_PREFIX": "/tmp/x"}},
+                       home="/h", cluster=False)
