@@ -20,8 +20,9 @@ The configuration is built in the order the hub pod builds it:
    the `hub` Service's DNS name (hub and service are on 127.0.0.1), the proxy pod (the hub
    starts CHP itself), the service account's mounted credentials (a kubeconfig with a
    TokenRequest token of ServiceAccount astrago/hub, given to hub and service as KUBECONFIG)
-   and its mounted namespace file (--JobsConfig.namespace); and the singleuser image's WORKDIR
-   (/home/jovyan) as the pod's workingDir, since the runtime double runs no image.
+   and its mounted namespace file (--JobsConfig.namespace); the singleuser image's WORKDIR
+   (/home/jovyan) as the pod's workingDir, since the runtime double runs no image; and MPIJob
+   pods without mpirun and sshd (`MPI_STAND_INS`).
 
 The hub's service account is bound only to the chart's hub Role and config/z2jh/astrago-rbac.yaml,
 applied to the real API server (tests/controlplane/hub_rbac.py), so every Kubernetes call of the hub and the service is checked by
@@ -73,6 +74,14 @@ def chart_runtime_settings(c, values: dict) -> None:
                                         "name": volume}]
 
 
+#: the runtime double runs no image and mounts no Secret or ConfigMap, so an MPIJob's pods have no
+#: mpirun, sshd or hostfile: the launcher runs the job as rank 0 itself, each worker says it is up
+#: and waits to be removed, as sshd would
+MPI_STAND_INS = ["--JobsConfig.mpi_launcher_command=[]", "--JobsConfig.mpi_worker_command=/bin/sh",
+                 "--JobsConfig.mpi_worker_command=-c",
+                 "--JobsConfig.mpi_worker_command=echo MPI worker up on $ASTRAGO_SLICE; exec sleep 600"]
+
+
 def pod_stand_ins(c, spec: dict) -> None:
     """What the hub pod has in a cluster and this machine has not (see the module docstring)."""
     # cluster DNS: the `hub` Service is this machine's loopback
@@ -92,7 +101,7 @@ def pod_stand_ins(c, spec: dict) -> None:
             service["environment"] = {**service["environment"], "KUBECONFIG": spec["kubeconfig"],
                                       "ASTRAGO_RECONCILE_INTERVAL": "5"}
             service["command"] = [*service["command"], f"--JobsConfig.namespace={RELEASE_NAMESPACE}",
-                                  "--JobsConfig.poll_interval=0.5", "--JobsConfig.cycle_interval=1"]
+                                  "--JobsConfig.poll_interval=0.5", "--JobsConfig.cycle_interval=1", *MPI_STAND_INS]
     c.GPUKubeSpawner.queue_poll_interval = 1.0
     # the image: the runtime double runs none, so the pod says the singleuser image's WORKDIR
     # (images/singleuser/Dockerfile: /home/jovyan, the home volume's mount)
