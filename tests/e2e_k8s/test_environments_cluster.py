@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -20,32 +19,22 @@ import requests
 
 from support.fixtures import require
 
-TESTS = Path(__file__).resolve().parents[1]
 IMAGE = "registry.example.org/ml/probe-notebook:1.0"
 
 
 @pytest.fixture(scope="module")
-def cluster_hub():
-    from controlplane import binaries
-
-    missing = binaries.missing()
-    require(not missing, f"the Kubernetes control plane ({', '.join(missing)}; run `make controlplane`)")
+def cluster_hub(control_plane):
+    """The hub as z2jh runs it, on the suite's one control plane (tests/e2e_k8s/conftest.py)."""
     from support.keycloak import keycloak_available, session_keycloak
 
     require(keycloak_available(), "Keycloak (make test fetches and builds it: build/keycloak)")
-    sys.path.insert(0, str(TESTS / "e2e_k8s"))
     from cluster_hub import ClusterHub
-    from controlplane import start_control_plane
-    from controlplane.gpu_nodes import STANDARD_NODES
     from support.platform import ARTIFACTS
 
-    cp = start_control_plane(keep_logs_in=ARTIFACTS / "controlplane-environments")
     root = Path(tempfile.mkdtemp(prefix="astrago-cluster-envs-"))
     hub = None
     try:
-        for spec in STANDARD_NODES:
-            cp.add_node(**spec)
-        hub = ClusterHub(cp, session_keycloak(), root)
+        hub = ClusterHub(control_plane, session_keycloak(), root)
         hub.start()
         yield hub
     finally:
@@ -53,7 +42,6 @@ def cluster_hub():
             hub.stop()
             ARTIFACTS.mkdir(exist_ok=True)
             shutil.copy(hub.log_path, ARTIFACTS / "environments-cluster-jupyterhub.log")
-        cp.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
