@@ -27,7 +27,8 @@ from test_local_jobs import HOME, USER, account, config, wait_exit  # noqa: F401
 CLUSTER = {"nodes": [{"name": "n", "gpus": [{"model": "H100-80GB", "mode": "mig", "geometry": {"1g.10gb": 2}},
                                              {"model": "H100-80GB", "mode": "full"}]}]}
 MIG = ["MIG-sim-n-0-6-1g.10gb", "MIG-sim-n-0-5-1g.10gb"]  # the two instances, in the order they are handed out
-SAYS = 'echo "rank=$RANK local=$LOCAL_RANK world=$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT cuda=$CUDA_VISIBLE_DEVICES"'
+SAYS = ('echo "rank=$RANK local=$LOCAL_RANK world=$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT '
+        'cuda=$CUDA_VISIBLE_DEVICES"')
 
 
 def gang_run(command, **kw):

@@ -98,7 +98,7 @@ class Executor(LoggingConfigurable):
 
     #: recorded on every job (Job.executor): a job is only ever re-attached by the executor that ran it
     name: ClassVar[str] = ""
-    #: jobs run in containers: a job may name its image and be distributed (JobSpec image, distributed)
+    #: jobs run in containers: a job may name its image, and its replicas may be an MPIJob (JobSpec image, distributed)
     runs_in_containers: ClassVar[bool] = False
 
     def __init__(self, settings, **kwargs):

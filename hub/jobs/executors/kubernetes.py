@@ -85,7 +85,8 @@ class KubernetesExecutor(Executor):
         The GPU model pinned is the one every replica was admitted on (none when they differ)."""
         c = self.settings
         models = {p.get("model") for p in replica_placements(run.placement)}
-        common = dict(namespace=c.namespace, image=run.image or c.image, model=models.pop() if len(models) == 1 else None,
+        model = models.pop() if len(models) == 1 else None
+        common = dict(namespace=c.namespace, image=run.image or c.image, model=model,
                       strategy=c.mig_strategy, service_account=c.service_account, run_as_uid=c.run_as_uid,
                       run_as_gid=c.run_as_gid, home_claim=self.home_claim(run.owner),
                       home_mount_path=c.home_mount_path, ttl_seconds_after_finished=c.ttl_seconds_after_finished,
