@@ -19,6 +19,7 @@ from ..service.contract import AdminSection, Area, AreaContext, Route
 from ..service.interfaces.accounting import AccountingReader, UsageReader
 from ..service.interfaces.admission import AdmissionLedger
 from ..service.interfaces.storage import StorageLimits
+from ..service.interfaces.teams import TeamStorageLimits
 from ..service.pages import ServiceRootPage
 from ..service.problems import Problem
 from . import admissions_api as admissions, pages, quotas_api as quotas
@@ -40,7 +41,7 @@ class _PrefixRoute(Route):
 
 class QuotaArea(Area):
     name = "quota"
-    provides = (AdmissionLedger, StorageLimits, AccountingReader, UsageReader)
+    provides = (AdmissionLedger, StorageLimits, TeamStorageLimits, AccountingReader, UsageReader)
 
     fair_share_half_life_hours = Float(config=True, help="Half-life of past usage in the fair-share queue order "
                                        "(hours). Default: AstraGoService.fair_share_half_life_hours (7 days).")
@@ -71,6 +72,7 @@ class QuotaArea(Area):
             context.log.warning("released %d allocation(s) whose devices are gone: %s", len(lost), ", ".join(lost))
         context.provide(AdmissionLedger, self.desk)
         context.provide(StorageLimits, self.storage)
+        context.provide(TeamStorageLimits, self.storage)
         context.provide(AccountingReader, self.reader)
         context.provide(UsageReader, self.reader)
 

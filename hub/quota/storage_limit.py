@@ -1,9 +1,15 @@
-"""The storage dimension of quotas (the StorageLimits interface), for the uploads area, which
-asks on its I/O threads."""
+"""The storage dimension of quotas: a user's (the StorageLimits interface, for the uploads area,
+which asks on its I/O threads) and a team's (TeamStorageLimits: a team is a hub group, so its
+storage is its group quota's `storage_gib`)."""
 from __future__ import annotations
 
 import asyncio
 import time
+
+from sqlalchemy import select
+
+from .limits import QuotaLimits
+from .models import Quota
 
 GIB = 1024 ** 3
 
@@ -40,3 +46,12 @@ class QuotaStorageLimits:
         with self.db.transaction() as session:
             limits = self.desk.limits_for(session, user, groups)
         return None if limits.storage_gib is None else int(limits.storage_gib * GIB)
+
+    def team_storage_limit_bytes(self, team: str) -> int | None:
+        """The team's group quota `storage_gib` in bytes; None when its group has no quota or the
+        quota sets no storage (the team's space then has no limit). Blocking."""
+        with self.db.transaction() as session:
+            row = session.scalars(select(Quota).where(Quota.subject_kind == "group",
+                                                      Quota.subject_name == team)).first()
+            limits = QuotaLimits.from_dict(row.limits) if row is not None else None
+        return None if limits is None or limits.storage_gib is None else int(limits.storage_gib * GIB)

@@ -1,6 +1,6 @@
 """Datasets and team spaces. `DatasetCatalog` is provided by the teams area and used by jobs;
-`DatasetUsage` is provided by jobs and used by teams; `TeamStorageLimits` is used by teams
-when an area provides it (none does yet: a team's space then has no limit)."""
+`DatasetUsage` is provided by jobs and used by teams; `TeamStorageLimits` is provided by quota
+(a team's group quota) and used by teams (without a provider a team's space has no limit)."""
 from __future__ import annotations
 
 from typing import Awaitable, Protocol, Sequence, runtime_checkable
