@@ -10,6 +10,8 @@ import json
 import sys
 import time
 
+from .errors import service_refusals_as_cli_errors
+
 
 def add_parser(sub):
     p = sub.add_parser("env", help="the environments servers and jobs run in",
@@ -46,19 +48,6 @@ def add_parser(sub):
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
-def _guard(fn):
-    def wrapped(args):
-        from ..client import AstraGoError
-        from .errors import CLIError
-
-        try:
-            return fn(args)
-        except AstraGoError as exc:
-            raise CLIError(exc.detail) from None
-
-    return wrapped
-
-
 def _client():
     from ..client import ServiceClient
 
@@ -83,7 +72,7 @@ def _status(env: dict) -> str:
     return env["status"]
 
 
-@_guard
+@service_refusals_as_cli_errors
 def create(args) -> int:
     from .errors import CLIError
 
@@ -124,7 +113,7 @@ def follow(client, name: str, *, quiet: bool = False, interval: float = 1.0, out
         time.sleep(interval)
 
 
-@_guard
+@service_refusals_as_cli_errors
 def list_environments(args) -> int:
     data = _client().get_json("api/environments")
     if args.json:
@@ -140,7 +129,7 @@ def list_environments(args) -> int:
     return 0
 
 
-@_guard
+@service_refusals_as_cli_errors
 def show(args) -> int:
     env = _client().get_json(f"api/environments/{args.name}")
     if args.json:
@@ -162,7 +151,7 @@ def show(args) -> int:
     return 0
 
 
-@_guard
+@service_refusals_as_cli_errors
 def delete(args) -> int:
     _client().request("DELETE", f"api/environments/{args.name}", ok=(204,))
     print(f"{args.name} deleted.")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import sys
 
+from .errors import service_refusals_as_cli_errors
+
 
 def add_parser(sub):
     p = sub.add_parser("job", help="submit, list, follow and cancel batch jobs",
@@ -72,20 +74,7 @@ def _client():
     return JobsClient()
 
 
-def _guard(fn):
-    def wrapped(args):
-        from ..client import AstraGoError
-        from .errors import CLIError
-
-        try:
-            return fn(args)
-        except AstraGoError as exc:
-            raise CLIError(exc.detail) from None
-
-    return wrapped
-
-
-@_guard
+@service_refusals_as_cli_errors
 def submit(args) -> int:
     from ..client import AstraGoError
     from ..client.jobs import describe, distributed_fields, parse_params
@@ -130,7 +119,7 @@ def submit(args) -> int:
     return 0
 
 
-@_guard
+@service_refusals_as_cli_errors
 def list_jobs(args) -> int:
     from ..client.jobs import table
 
@@ -143,7 +132,7 @@ def list_jobs(args) -> int:
     return 0
 
 
-@_guard
+@service_refusals_as_cli_errors
 def status(args) -> int:
     from ..client.jobs import describe
 
@@ -157,7 +146,7 @@ def status(args) -> int:
     return 0
 
 
-@_guard
+@service_refusals_as_cli_errors
 def logs(args) -> int:
     client = _client()
     if args.follow:
@@ -182,7 +171,7 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-@_guard
+@service_refusals_as_cli_errors
 def cancel(args) -> int:
     from ..client.jobs import describe
 

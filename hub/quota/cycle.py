@@ -177,22 +177,35 @@ def fair_positions(candidates, group_usage: Mapping[str, float], user_usage: Map
     sums, so the same ties."""
     order = []
     for group, users in _grouped(candidates).items():
-        weight = weights.get(group, 1.0) or 1.0
-        inner = []
-        for user, items in users.items():
-            ukey = user_usage.get(user, 0.0)
-            for k, c in enumerate(items):
-                inner.append((ukey, user, k, c))
-                ukey = ukey + c.gpu * charge_hours
-        if len(users) > 1:
-            inner.sort(key=_first_three)
-        key = group_usage.get(group, 0.0) / weight
-        for j, entry in enumerate(inner):
-            c = entry[3]
+        for j, (key, c) in enumerate(group_serving_order(group, users, group_usage, user_usage, weights,
+                                                         charge_hours)):
             order.append((key, group, j, c.id))
-            key = key + c.gpu * charge_hours / weight
     order.sort(key=_first_three)
     return {entry[3]: n for n, entry in enumerate(order, start=1)}
+
+
+def group_serving_order(group: str, users: Mapping[str, list], group_usage: Mapping[str, float],
+                        user_usage: Mapping[str, float], weights: Mapping[str, float],
+                        charge_hours: float) -> list[tuple[float, "Candidate"]]:
+    """One group's requests (`users`: user -> their requests in order) in the order they are
+    served, each with the group key it comes up at: by user key (usage plus what the user's earlier
+    requests charge), then user; the group's key grows by each request's charge over its weight."""
+    weight = weights.get(group, 1.0) or 1.0
+    inner = []
+    for user, items in users.items():
+        ukey = user_usage.get(user, 0.0)
+        for k, c in enumerate(items):
+            inner.append((ukey, user, k, c))
+            ukey = ukey + c.gpu * charge_hours
+    if len(users) > 1:
+        inner.sort(key=_first_three)
+    key = group_usage.get(group, 0.0) / weight
+    out = []
+    for entry in inner:
+        c = entry[3]
+        out.append((key, c))
+        key = key + c.gpu * charge_hours / weight
+    return out
 
 
 _first_three = itemgetter(0, 1, 2)

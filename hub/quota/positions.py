@@ -17,7 +17,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Mapping
 
-from .cycle import ADMISSION_CHARGE_HOURS
+from .cycle import ADMISSION_CHARGE_HOURS, group_serving_order
 
 #: changed groups followed before all keys are sorted again
 RESORT_AFTER = 32
@@ -33,21 +33,9 @@ class _GroupOrder:
     __slots__ = ("ids", "keys", "where")
 
     def __init__(self, group: str, users: Mapping[str, list], group_usage, user_usage, weights, charge: float):
-        weight = weights.get(group, 1.0) or 1.0
-        inner = []
-        for user, items in users.items():
-            ukey = user_usage.get(user, 0.0)
-            for k, c in enumerate(items):
-                inner.append((ukey, user, k, c))
-                ukey = ukey + c.gpu * charge
-        if len(users) > 1:
-            inner.sort(key=_order_key)
-        key = group_usage.get(group, 0.0) / weight
-        self.ids, self.keys = [], []
-        for _ukey, _user, _k, c in inner:
-            self.ids.append(c.id)
-            self.keys.append(key)
-            key = key + c.gpu * charge / weight
+        served = group_serving_order(group, users, group_usage, user_usage, weights, charge)
+        self.ids = [c.id for _key, c in served]
+        self.keys = [key for key, _c in served]
         self.where = {cid: j for j, cid in enumerate(self.ids)}
 
 
