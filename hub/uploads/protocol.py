@@ -124,8 +124,8 @@ class TusHandler(APIHandler):
         stream.read_chunk_size = size
 
     def _can_drain(self) -> bool:
-        if self.request.method not in ("PATCH", "POST"):
-            return False
+        # any method: a refusal sent before a body is read makes tornado close the connection,
+        # and the proxy, reusing it, answers the next request with its own HTML 503
         length = self.request.headers.get("Content-Length")
         if length is None:
             return "chunked" not in self.request.headers.get("Transfer-Encoding", "").lower()

@@ -77,8 +77,12 @@ def test_the_callable_lists_what_the_service_offers(monkeypatch):
         return {"offers": [{"slice": "cpu", "kind": "cpu"},
                            {"slice": "1g.10gb", "kind": "mig", "gpu_units": 1 / 7, "memory_gib": 10, "free": 3}]}
 
+    async def environments(user):
+        return []  # no environment in the catalogue: the deployment's image only
+
     # the service's answer, without HTTP
-    monkeypatch.setattr(GPUKubeSpawner, "admission", property(lambda self: SimpleNamespace(offers=offers)))
+    monkeypatch.setattr(GPUKubeSpawner, "admission",
+                        property(lambda self: SimpleNamespace(offers=offers, environments=environments)))
     profiles = asyncio.run(spawner.profile_list(spawner))
     assert [(p["slug"], p.get("default", False)) for p in profiles] == [("cpu", False), ("1g-10gb", True)]
 

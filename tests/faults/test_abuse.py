@@ -286,3 +286,30 @@ def test_a_request_cut_off_without_a_word_frees_the_upload_for_the_next_client(f
         assert hashlib.sha256((u.home / "reload.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
     finally:
         stalled.close()
+
+
+def test_a_refused_tus_request_with_a_body_keeps_its_connection_for_the_next_one(fp):
+    """Found by the schema fuzzing: a DELETE with a small body refused (412) before its body was read
+    made tornado close the connection, and the proxy, reusing it, answered the next request with
+    its own HTML 503. Spoken to the service directly, on one connection."""
+    u = User(fp, "keepconn")
+    path = urlparse(u.uploads).path + "0" * 32
+    conn = socket.create_connection(("127.0.0.1", fp.ports["service"]), timeout=30)
+    try:
+        for _ in range(2):
+            conn.sendall((f"DELETE {path} HTTP/1.1\r\nHost: x\r\nAuthorization: token {u.token}\r\n"
+                          f"Content-Length: 5\r\n\r\nhello").encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = conn.recv(65536)
+                assert chunk, "the service closed the connection after a refused request"
+                answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 412"), head[:200]
+            length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(body) < length:
+                body += conn.recv(65536)
+            assert b"Connection: close" not in head
+    finally:
+        conn.close()

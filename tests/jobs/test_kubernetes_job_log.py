@@ -53,7 +53,7 @@ async def test_an_error_answer_is_not_written_as_the_log_and_the_log_is_asked_fo
     core = Core(answers)
     pod = SimpleNamespace(status=SimpleNamespace(phase="Running"), metadata=SimpleNamespace(name="p"))
 
-    async def _pod(run):
+    async def _pod(run, rank=0):
         return pod
 
     async def _core():
