@@ -212,10 +212,7 @@ def pytorch_job_manifest(run: JobRun, *, namespace: str, image: str, model: str 
                                 image_pull_secrets=image_pull_secrets, container_name=PYTORCH_CONTAINER,
                                 extra_env={"ASTRAGO_JOB_REPLICA": role})
         replicas[replica_type] = {"replicas": count, "restartPolicy": "Never", "template": template}
-    run_policy: dict[str, Any] = {"cleanPodPolicy": "None", "backoffLimit": 0,
-                                  "ttlSecondsAfterFinished": ttl_seconds_after_finished}
-    if run.max_runtime_s:
-        run_policy["activeDeadlineSeconds"] = int(run.max_runtime_s)
+    run_policy = _run_policy(run, "None", ttl_seconds_after_finished)
     return {
         "apiVersion": f"{PYTORCH_JOB_GROUP}/{PYTORCH_JOB_VERSION}",
         "kind": "PyTorchJob",
@@ -225,6 +222,15 @@ def pytorch_job_manifest(run: JobRun, *, namespace: str, image: str, model: str 
                                      "astrago.io/workers": str(workers)}},
         "spec": {"runPolicy": run_policy, "pytorchReplicaSpecs": replicas},
     }
+
+
+def _run_policy(run: JobRun, clean_pod_policy: str, ttl_seconds_after_finished: int) -> dict[str, Any]:
+    """The Kubeflow runPolicy of a distributed job: no retries (AstraGo's own), its time limit."""
+    policy: dict[str, Any] = {"cleanPodPolicy": clean_pod_policy, "backoffLimit": 0,
+                              "ttlSecondsAfterFinished": ttl_seconds_after_finished}
+    if run.max_runtime_s:
+        policy["activeDeadlineSeconds"] = int(run.max_runtime_s)
+    return policy
 
 
 def mpi_job_manifest(run: JobRun, *, namespace: str, image: str, model: str | None = None, strategy: str = "mixed",
@@ -262,10 +268,7 @@ def mpi_job_manifest(run: JobRun, *, namespace: str, image: str, model: str | No
             extra_env={"ASTRAGO_JOB_REPLICA": "worker", "ASTRAGO_JOB_REPLICAS": str(replicas)},
             command=list(worker_command))},
     }
-    run_policy: dict[str, Any] = {"cleanPodPolicy": "Running", "backoffLimit": 0,
-                                  "ttlSecondsAfterFinished": ttl_seconds_after_finished}
-    if run.max_runtime_s:
-        run_policy["activeDeadlineSeconds"] = int(run.max_runtime_s)
+    run_policy = _run_policy(run, "Running", ttl_seconds_after_finished)
     return {
         "apiVersion": f"{MPI_JOB_GROUP}/{MPI_JOB_VERSION}",
         "kind": "MPIJob",
